@@ -1,0 +1,134 @@
+"""The window of recent changes that watches are served from.
+
+Like the Kubernetes apiserver's watch cache: a ring buffer of the newest changes of one storage,
+each stamped with its resourceVersion, plus the live subscribers. A watch from version N replays
+the buffered changes after N and then follows new ones; N older than the window gets 410 Gone and
+the client relists. Everything runs on one event loop, so replay and subscription happen with no
+change slipping between them.
+
+Storages feed it in version order (``append``); it never reorders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from federation.apimachinery.errors import gone
+from federation.apimachinery.objects import copy_json
+from federation.apimachinery.resources import Obj, ResourceType
+from federation.apimachinery.storage import EventType, ObjectFilter, WatchEvent
+
+ResourceKey = tuple[str, str]
+"""(group, plural): which resource a change belongs to."""
+
+
+def resource_key(rt: ResourceType) -> ResourceKey:
+    return (rt.group, rt.plural)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: ResourceKey
+    namespace: str
+    type: EventType
+    object: Obj
+    resource_version: int
+
+
+class _Subscriber:
+    def __init__(self, key: ResourceKey, namespace: str | None, match: ObjectFilter | None, size: int) -> None:
+        self.key = key
+        self.namespace = namespace
+        self.match = match
+        self.queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize=size)
+        self.overflowed = False
+
+    def wants(self, change: Change) -> bool:
+        if change.key != self.key:
+            return False
+        return self.namespace is None or change.namespace == self.namespace
+
+    def offer(self, change: Change) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(change)
+        except asyncio.QueueFull:
+            # A watcher that cannot keep up is closed, as Kubernetes does; it resumes from the
+            # last version it saw and gets what it missed from the window, or 410.
+            self.overflowed = True
+            self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+
+class WatchCache:
+    def __init__(self, *, capacity: int = 10_000, horizon: int = 0, subscriber_buffer: int = 10_000) -> None:
+        self._buffer: deque[Change] = deque(maxlen=capacity)
+        self._horizon = horizon
+        """Every change with a version above this is still in the buffer."""
+        self._newest = horizon
+        self._subscribers: set[_Subscriber] = set()
+        self._subscriber_buffer = subscriber_buffer
+        self._closed = False
+
+    @property
+    def newest(self) -> int:
+        return self._newest
+
+    @property
+    def horizon(self) -> int:
+        return self._horizon
+
+    def append(self, change: Change) -> None:
+        if change.resource_version <= self._newest:
+            raise ValueError(f"change {change.resource_version} is not newer than {self._newest}")
+        if len(self._buffer) == self._buffer.maxlen:
+            self._horizon = self._buffer[0].resource_version
+        self._buffer.append(change)
+        self._newest = change.resource_version
+        for sub in list(self._subscribers):
+            if sub.wants(change):
+                sub.offer(change)
+
+    def advance(self, version: int) -> None:
+        """Note that versions up to ``version`` carried no change (gaps in the sequence)."""
+        self._newest = max(self._newest, version)
+
+    def close(self) -> None:
+        self._closed = True
+        for sub in list(self._subscribers):
+            sub.queue.put_nowait(None) if not sub.queue.full() else None
+
+    async def watch(
+        self, rt: ResourceType, namespace: str | None, *, since: int | None, match: ObjectFilter | None
+    ) -> AsyncIterator[WatchEvent]:
+        key = resource_key(rt)
+        start = self._newest if since is None else since
+        if start < self._horizon:
+            raise gone(f"too old resource version: {start} ({self._horizon + 1})")
+        sub = _Subscriber(key, namespace, match, self._subscriber_buffer)
+        backlog = [c for c in self._buffer if c.resource_version > start and sub.wants(c)]
+        self._subscribers.add(sub)
+        try:
+            for change in backlog:
+                event = _event(change, match)
+                if event is not None:
+                    yield event
+            while not self._closed:
+                item = await sub.queue.get()
+                if item is None:
+                    return
+                event = _event(item, match)
+                if event is not None:
+                    yield event
+        finally:
+            self._subscribers.discard(sub)
+
+
+def _event(change: Change, match: ObjectFilter | None) -> WatchEvent | None:
+    if match is not None and not match(change.object):
+        return None
+    return WatchEvent(change.type, copy_json(change.object), change.resource_version)
