@@ -70,26 +70,54 @@ def _qualified(plural: str, group: str) -> str:
 
 
 def not_found(plural: str, name: str, group: str = "") -> ApiError:
-    return ApiError(404, "NotFound", f'{_qualified(plural, group)} "{name}" not found',
-                    kind=plural, name=name, group=group or None)
+    return ApiError(
+        404,
+        "NotFound",
+        f'{_qualified(plural, group)} "{name}" not found',
+        kind=plural,
+        name=name,
+        group=group or None,
+    )
 
 
 def already_exists(plural: str, name: str, group: str = "") -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{_qualified(plural, group)} "{name}" already exists',
-                    kind=plural, name=name, group=group or None)
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{_qualified(plural, group)} "{name}" already exists',
+        kind=plural,
+        name=name,
+        group=group or None,
+    )
 
 
 def conflict(plural: str, name: str, group: str = "", detail: str | None = None) -> ApiError:
-    why = detail or "the object has been modified; please apply your changes to the latest version and try again"
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {_qualified(plural, group)} "{name}": {why}',
-                    kind=plural, name=name, group=group or None)
+    why = (
+        detail
+        or "the object has been modified; please apply your changes to the latest version and try again"
+    )
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {_qualified(plural, group)} "{name}": {why}',
+        kind=plural,
+        name=name,
+        group=group or None,
+    )
 
 
 def invalid(kind: str, name: str, causes: list[Cause], group: str = "") -> ApiError:
     summary = "; ".join(f"{c.field}: {c.message}" for c in causes) if causes else "invalid object"
     shown = f'{kind} "{name}"' if name else kind
-    return ApiError(422, "Invalid", f"{shown} is invalid: {summary}",
-                    kind=kind, name=name or None, group=group or None, causes=causes)
+    return ApiError(
+        422,
+        "Invalid",
+        f"{shown} is invalid: {summary}",
+        kind=kind,
+        name=name or None,
+        group=group or None,
+        causes=causes,
+    )
 
 
 def bad_request(message: str) -> ApiError:
@@ -113,11 +141,15 @@ def method_not_allowed(message: str) -> ApiError:
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(413, "RequestEntityTooLarge", f"the request body is larger than the limit of {limit} bytes")
+    return ApiError(
+        413, "RequestEntityTooLarge", f"the request body is larger than the limit of {limit} bytes"
+    )
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format: "{content_type}"')
+    return ApiError(
+        415, "UnsupportedMediaType", f'the body of the request was in an unknown format: "{content_type}"'
+    )
 
 
 def internal(message: str) -> ApiError:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeVar
 
 from federation.apimachinery.resources import Obj
 
+T = TypeVar("T")
 
-def copy_json(value: Any) -> Any:
+
+def copy_json(value: T) -> T:
     """A deep copy of a JSON value; several times faster than ``copy.deepcopy`` for API objects."""
+    return _copy(value)  # type: ignore[no-any-return]
+
+
+def _copy(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: copy_json(v) for k, v in value.items()}
+        return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [copy_json(v) for v in value]
+        return [_copy(v) for v in value]
     return value
 
 

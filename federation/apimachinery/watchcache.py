@@ -39,7 +39,9 @@ class Change:
 
 
 class _Subscriber:
-    def __init__(self, key: ResourceKey, namespace: str | None, match: ObjectFilter | None, size: int) -> None:
+    def __init__(
+        self, key: ResourceKey, namespace: str | None, match: ObjectFilter | None, size: int
+    ) -> None:
         self.key = key
         self.namespace = namespace
         self.match = match

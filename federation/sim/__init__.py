@@ -1,0 +1,49 @@
+"""The member-cluster simulator: regions that speak the real Kubernetes API on loopback.
+
+Public surface (everything else in this package is private to it):
+
+* :class:`Simulator` (background thread, blocking API), :class:`SimulatorRuntime` (on your loop),
+  :class:`SimulatorProcess` (a child process) and :func:`serve_until_signalled` (``fedctl sim up``);
+* :class:`ClusterSpec` and :func:`cluster_specs` to describe the clusters;
+* :class:`Fault` / :data:`FAULT_MODES` and :class:`ControlClient` to break and heal a running simulator;
+* :func:`address_of` to read a LoadBalancer Service's regional address from its status.
+
+See ``docs/simulator.md``.
+"""
+
+from federation.sim.addresses import address_of
+from federation.sim.cluster import VERSION_INFO, ClusterSpec, SimulatedCluster
+from federation.sim.control import CONTROL_EXTENSION, ControlClient, ControlError
+from federation.sim.faults import ERROR_CODES, FAULT_MODES, Fault, FaultMode
+from federation.sim.simulator import (
+    READY_LINE,
+    Simulator,
+    SimulatorError,
+    SimulatorProcess,
+    SimulatorRuntime,
+    UnknownCluster,
+    cluster_specs,
+    serve_until_signalled,
+)
+
+__all__ = [
+    "CONTROL_EXTENSION",
+    "ERROR_CODES",
+    "FAULT_MODES",
+    "READY_LINE",
+    "VERSION_INFO",
+    "ClusterSpec",
+    "ControlClient",
+    "ControlError",
+    "Fault",
+    "FaultMode",
+    "SimulatedCluster",
+    "Simulator",
+    "SimulatorError",
+    "SimulatorProcess",
+    "SimulatorRuntime",
+    "UnknownCluster",
+    "address_of",
+    "cluster_specs",
+    "serve_until_signalled",
+]

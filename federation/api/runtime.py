@@ -1,0 +1,205 @@
+"""Running the federation API server: from settings to a listening HTTPS server, and back down.
+
+``fedctl up`` (a laptop or a demo) and ``federation-apiserver`` (a deployment) share this. With no
+database URL it starts the embedded Postgres in the data dir. On first run it creates, in the data
+dir, the encryption key file (0600), a CA and serving certificate (``pki/``), an admin token
+(``admin.token``, 0600) and ``federation.kubeconfig`` whose current context reaches the server with
+that token; later runs reuse them. Everything started is stopped on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from federation.api.app import create_app
+from federation.apimachinery.certificates import ensure_ca_and_serving_cert
+from federation.apimachinery.kubeconfig import Kubeconfig, KubeContext, write_kubeconfig
+from federation.settings import DatabaseSettings, SecuritySettings, ServerSettings
+from federation.store import EmbeddedPostgres, PostgresStorage, Sealer, TokenStore, make_engine, migrate
+from federation.store.sealing import generate_key_file
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "federation"
+CONTEXT_NAME = "federation"
+
+
+@dataclass(frozen=True)
+class Paths:
+    data_dir: Path
+
+    @property
+    def postgres(self) -> Path:
+        return self.data_dir / "postgres"
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "encryption.key"
+
+    @property
+    def admin_token(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @property
+    def pki(self) -> Path:
+        return self.data_dir / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "federation.kubeconfig"
+
+
+@contextlib.contextmanager
+def database(db: DatabaseSettings, paths: Paths) -> Iterator[str]:
+    """The database URL to use: the configured one, or the embedded server's (started here)."""
+    if db.database_url is not None:
+        yield db.database_url.get_secret_value()
+        return
+    paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    server = EmbeddedPostgres.start(paths.postgres)
+    try:
+        server.create_database(DATABASE_NAME)
+        yield server.url(DATABASE_NAME)
+    finally:
+        server.stop()
+
+
+def load_sealer(security: SecuritySettings, paths: Paths, *, create: bool) -> Sealer:
+    material = security.key_material()
+    if material is None:
+        if not paths.key_file.exists():
+            if not create:
+                raise SystemExit(
+                    "no encryption key: set FEDERATION_ENCRYPTION_KEY or FEDERATION_ENCRYPTION_KEY_FILE"
+                )
+            generate_key_file(paths.key_file)
+        material = paths.key_file.read_text()
+    return Sealer.from_key_material(material)
+
+
+async def ensure_admin_token(tokens: TokenStore, paths: Paths) -> str:
+    """The admin token of ``fedctl up``: reused from ``admin.token`` while the database knows it."""
+    if paths.admin_token.exists():
+        token = paths.admin_token.read_text().strip()
+        if await tokens.authenticate(token) is not None:
+            return token
+    token = await tokens.create(f"admin-{os.urandom(3).hex()}", "admin")
+    fd = os.open(paths.admin_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+def bind(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(
+    *,
+    url: str,
+    paths: Paths,
+    server_settings: ServerSettings,
+    security: SecuritySettings,
+    create_files: bool,
+    watch_window: int = 10_000,
+    announce: bool = True,
+) -> None:
+    """Serve the API until SIGINT/SIGTERM. ``create_files``: make the key, token and kubeconfig."""
+    sealer = load_sealer(security, paths, create=create_files)
+    engine = make_engine(url)
+    tokens = TokenStore(engine)
+    storage = PostgresStorage(engine, sealer, window=watch_window, retention=max(100_000, watch_window))
+    bootstrap = security.bootstrap_token.get_secret_value() if security.bootstrap_token else None
+    sock = bind(server_settings.listen_address, server_settings.port)
+    port = sock.getsockname()[1]
+    host = server_settings.listen_address
+    shown_host = f"[{host}]" if ":" in host else host
+    scheme = "http" if server_settings.insecure_http else "https"
+    config = uvicorn.Config(
+        create_app(
+            storage=storage,
+            tokens=tokens,
+            bootstrap_token=bootstrap,
+            metrics_open=server_settings.metrics_open,
+        ),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    ca_pem: bytes | None = None
+    if not server_settings.insecure_http:
+        if server_settings.tls_cert_file is not None and server_settings.tls_key_file is not None:
+            config.ssl_certfile, config.ssl_keyfile = (
+                str(server_settings.tls_cert_file),
+                str(server_settings.tls_key_file),
+            )
+        else:
+            hosts = sorted({"127.0.0.1", "localhost", host})
+            cert = ensure_ca_and_serving_cert(paths.pki, hosts=hosts)
+            config.ssl_certfile, config.ssl_keyfile = str(cert.cert), str(cert.key)
+            ca_pem = cert.ca_pem
+    try:
+        if create_files:
+            token = await ensure_admin_token(tokens, paths)
+            server_host = "127.0.0.1" if host in ("0.0.0.0", "::") else shown_host
+            write_kubeconfig(
+                paths.kubeconfig,
+                Kubeconfig(
+                    contexts=(
+                        KubeContext(
+                            CONTEXT_NAME, f"{scheme}://{server_host}:{port}", ca_pem=ca_pem, token=token
+                        ),
+                    ),
+                    current_context=CONTEXT_NAME,
+                ),
+            )
+        if announce:
+            print(f"federation API serving on {scheme}://{shown_host}:{port}", flush=True)
+            if create_files:
+                print(
+                    f"kubeconfig: {paths.kubeconfig}\n  export KUBECONFIG={paths.kubeconfig}\n"
+                    "  kubectl get namespaces",
+                    flush=True,
+                )
+        server = uvicorn.Server(config)
+        await server.serve(sockets=[sock])
+    finally:
+        sock.close()
+        await engine.dispose()
+
+
+def run_up(*, data_dir: Path | None, port: int | None) -> None:
+    """``fedctl up``: everything on one machine, in the foreground."""
+    db = DatabaseSettings()
+    server_settings = ServerSettings()
+    if port is not None:
+        server_settings = server_settings.model_copy(update={"port": port})
+    paths = Paths((data_dir or db.data_dir).resolve())
+    security = SecuritySettings()
+    with database(db, paths) as url:
+        migrate.upgrade(url)
+        asyncio.run(
+            serve(
+                url=url,
+                paths=paths,
+                server_settings=server_settings,
+                security=security,
+                create_files=True,
+                watch_window=db.watch_window,
+            )
+        )

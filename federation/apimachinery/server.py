@@ -1,0 +1,717 @@
+"""One Kubernetes API server, for any scheme over any storage.
+
+``build_app`` turns a :class:`~federation.apimachinery.resources.Scheme`, a
+:class:`~federation.apimachinery.storage.Storage` and an authenticator into an ASGI application
+that speaks the Kubernetes REST API as kubectl and the official clients expect it: discovery,
+OpenAPI v3, CRUD with merge/strategic/JSON patches, ``/status`` and ``/scale``, label and field
+selectors, paging, watches with resume and bookmarks, Tables for ``kubectl get``, and every error
+as a ``metav1.Status``. The federation API (Postgres) and each simulated member cluster (memory)
+are both this server; only their schemes, storages and authenticators differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+
+from federation import metrics
+from federation.apimachinery import tables
+from federation.apimachinery.auth import Authenticator, Principal, authorize
+from federation.apimachinery.errors import (
+    ApiError,
+    bad_request,
+    internal,
+    method_not_allowed,
+    not_found,
+    too_large,
+    unauthorized,
+    unsupported_media_type,
+)
+from federation.apimachinery.objects import labels_of, meta, name_of, namespace_of
+from federation.apimachinery.registry import FieldValidation, PatchType, Registry, WriteOptions
+from federation.apimachinery.resources import Obj, ResourceType, Scheme
+from federation.apimachinery.schema import SchemaSet, openapi_v3_document, openapi_v3_index, parse_json_body
+from federation.apimachinery.selectors import parse_field_selector, parse_label_selector
+from federation.apimachinery.storage import ObjectFilter, Storage
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 3 * 1024 * 1024
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez"})
+PATCH_TYPES: dict[str, PatchType] = {
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/json-patch+json": "json",
+}
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    title: str
+    version: dict[str, str]
+    metrics_open: bool = False
+    bookmark_interval: float = 5.0
+    max_watch_seconds: int = 1800
+
+
+def _dump(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _response(body: Any, code: int = 200, warnings: tuple[str, ...] = ()) -> Response:
+    headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+    return Response(_dump(body), status_code=code, media_type=JSON, headers=headers)
+
+
+def _error(err: ApiError) -> Response:
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
+    return Response(_dump(err.status()), status_code=err.code, media_type=JSON, headers=headers)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request path names: a kind, maybe a namespace, maybe an object and a subresource."""
+
+    rt: ResourceType
+    namespace: str | None
+    name: str | None = None
+    subresource: str | None = None
+
+
+class ApiServer:
+    def __init__(
+        self,
+        scheme: Scheme,
+        storage: Storage,
+        schemas: SchemaSet,
+        authenticator: Authenticator,
+        options: ServerOptions,
+    ) -> None:
+        self.scheme = scheme
+        self.storage = storage
+        self.schemas = schemas
+        self.registry = Registry(scheme, storage, schemas)
+        self.authenticate = authenticator
+        self.options = options
+
+    # ------------------------------------------------------------------ paths
+
+    def resolve(self, prefix: str, path: str) -> Target | tuple[str, str] | None:
+        """A :class:`Target`, or (group, version) for a discovery document, or None."""
+        parts = [p for p in path.split("/") if p]
+        if prefix == "api":
+            if not parts:
+                return None
+            group, version, rest = "", parts[0], parts[1:]
+        else:
+            if len(parts) < 2:
+                return None
+            group, version, rest = parts[0], parts[1], parts[2:]
+        if not rest:
+            return (group, version)
+        if (
+            rest[0] == "namespaces"
+            and len(rest) >= 3
+            and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
+        ):
+            rt = self.scheme.lookup(group, version, rest[2])
+            if rt is None or not rt.namespaced or len(rest) > 5:
+                return None
+            return Target(rt, rest[1], rest[3] if len(rest) > 3 else None, rest[4] if len(rest) > 4 else None)
+        rt = self.scheme.lookup(group, version, rest[0])
+        if rt is None or len(rest) > 3:
+            return None
+        if rt.namespaced and len(rest) > 1:
+            return None
+        return Target(rt, None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+
+    # ------------------------------------------------------------------ request plumbing
+
+    async def principal(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        found = await self.authenticate(token)
+        if found is None:
+            raise unauthorized()
+        return found
+
+    async def body(self, request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise too_large(MAX_BODY_BYTES)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise too_large(MAX_BODY_BYTES)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def json_body(self, request: Request, opts: WriteOptions) -> tuple[Any, list[str]]:
+        raw = await self.body(request)
+        if not raw.strip():
+            raise bad_request("the request body is empty")
+        value, duplicates = parse_json_body(raw)
+        warnings: list[str] = []
+        if duplicates:
+            if opts.field_validation == "Strict":
+                raise bad_request(
+                    "strict decoding error: " + ", ".join(f'json: duplicate field "{d}"' for d in duplicates)
+                )
+            if opts.field_validation == "Warn":
+                warnings += [f'duplicate field "{d}"' for d in duplicates]
+        return value, warnings
+
+    @staticmethod
+    def write_options(request: Request, body_dry_run: Any = None) -> WriteOptions:
+        q = request.query_params
+        fv = q.get("fieldValidation") or "Warn"
+        if fv not in ("Strict", "Warn", "Ignore"):
+            raise bad_request(f'fieldValidation must be one of Strict, Warn, Ignore, not "{fv}"')
+        dry = q.getlist("dryRun") or (body_dry_run or [])
+        for d in dry:
+            if d != "All":
+                raise bad_request(f'unsupported dryRun value "{d}": only "All" is allowed')
+        validation: FieldValidation = fv  # type: ignore[assignment]
+        return WriteOptions(field_validation=validation, dry_run=bool(dry))
+
+    def check_content_type(self, request: Request) -> None:
+        ctype = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
+        if ctype not in (JSON, "*/*", ""):
+            raise unsupported_media_type(ctype)
+
+    def visible(self, principal: Principal, rt: ResourceType, obj: Obj) -> Obj:
+        if rt.sealed_fields and not principal.sees_secret_data:
+            return rt.strategy.redact(obj)
+        return obj
+
+    # ------------------------------------------------------------------ selection
+
+    def selection(self, rt: ResourceType, request: Request) -> tuple[ObjectFilter | None, dict[str, str]]:
+        q = request.query_params
+        label_text = q.get("labelSelector") or ""
+        field_text = q.get("fieldSelector") or ""
+        label_sel = parse_label_selector(label_text) if label_text else None
+        getters: dict[str, Callable[[Obj], str | None]] = {
+            "metadata.name": name_of,
+            "metadata.namespace": namespace_of,
+        }
+        getters.update(rt.strategy.field_labels())
+        field_sel = parse_field_selector(field_text) if field_text else None
+        if field_sel is not None:
+            for field, _, _ in field_sel.requirements:
+                if field not in getters:
+                    raise bad_request(f"field label not supported: {field}")
+        if label_sel is None and field_sel is None:
+            return None, {}
+
+        def match(obj: Obj) -> bool:
+            if label_sel is not None and not label_sel.matches(labels_of(obj)):
+                return False
+            return field_sel is None or field_sel.matches(lambda f: getters[f](obj))
+
+        return match, (label_sel.equalities() if label_sel is not None else {})
+
+    # ------------------------------------------------------------------ handlers
+
+    async def handle(self, request: Request, prefix: str, path: str) -> Response:
+        started = time.perf_counter()
+        verb = request.method.lower()
+        resource = "unknown"
+        code = 500
+        try:
+            resolved = self.resolve(prefix, path)
+            principal = await self.principal(request)
+            if resolved is None:
+                raise not_found("", path.strip("/") or prefix)
+            if isinstance(resolved, tuple):
+                response = self.discovery(*resolved)
+            else:
+                resource = resolved.rt.plural + (f"/{resolved.subresource}" if resolved.subresource else "")
+                verb = self.verb_of(request, resolved)
+                if resolved.subresource and resolved.subresource not in resolved.rt.subresources:
+                    raise not_found(resolved.rt.plural, resolved.subresource, resolved.rt.group)
+                authorize(
+                    principal,
+                    verb,
+                    plural=resolved.rt.plural,
+                    namespace=resolved.namespace,
+                    name=resolved.name,
+                )
+                response = await self.dispatch(request, verb, resolved, principal)
+        except ApiError as err:
+            response = _error(err)
+        except Exception:
+            log.exception("%s %s/%s failed", request.method, prefix, path)
+            response = _error(internal("an internal error occurred; see the server log"))
+        code = response.status_code
+        metrics.API_REQUESTS_TOTAL.labels(verb, resource, str(code)).inc()
+        if verb != "watch":
+            metrics.API_REQUEST_DURATION_SECONDS.labels(verb, resource).observe(time.perf_counter() - started)
+        return response
+
+    @staticmethod
+    def verb_of(request: Request, target: Target) -> str:
+        method = request.method
+        if method == "GET":
+            if target.name is None:
+                return "watch" if request.query_params.get("watch") in ("true", "1") else "list"
+            return "get"
+        if method == "POST":
+            return "create"
+        if method == "PUT":
+            return "update"
+        if method == "PATCH":
+            return "patch"
+        if method == "DELETE":
+            return "delete" if target.name is not None else "deletecollection"
+        raise method_not_allowed(f"method {method} is not supported")
+
+    async def dispatch(self, request: Request, verb: str, t: Target, principal: Principal) -> Response:
+        rt = t.rt
+        ns = t.namespace or ""
+        if t.name is None and verb in ("update", "patch"):
+            raise method_not_allowed(f"{verb} needs an object name")
+        if t.name is not None and verb == "create":
+            raise method_not_allowed("create is a POST to the collection, without a name")
+        if rt.namespaced and t.namespace is None and verb in ("create", "deletecollection"):
+            raise not_found("namespaces", "", "")
+        wants_table = "as=Table" in request.headers.get("accept", "")
+        if verb == "get":
+            assert t.name is not None
+            obj = await self.registry.get(rt, ns, t.name)
+            if t.subresource == "scale":
+                return _response(self.registry.scale_of(rt, obj))
+            obj = self.visible(principal, rt, obj)
+            if wants_table:
+                return _response(tables.table(rt, [obj], include=request.query_params.get("includeObject")))
+            return _response(obj)
+        if verb == "list":
+            return await self.list_objects(request, t, principal, wants_table)
+        if verb == "watch":
+            return self.watch(request, t, principal, wants_table)
+        if verb == "create":
+            opts = self.write_options(request)
+            self.check_content_type(request)
+            body, warnings = await self.json_body(request, opts)
+            outcome = await self.registry.create(rt, ns, body, opts)
+            return _response(
+                self.visible(principal, rt, outcome.object), 201, tuple(warnings) + outcome.warnings
+            )
+        if verb == "update":
+            assert t.name is not None
+            opts = self.write_options(request)
+            self.check_content_type(request)
+            body, warnings = await self.json_body(request, opts)
+            if t.subresource == "scale":
+                outcome = await self.registry.update_scale(rt, ns, t.name, body, opts)
+            else:
+                outcome = await self.registry.update(rt, ns, t.name, body, opts, subresource=t.subresource)
+            return _response(
+                self.visible(principal, rt, outcome.object), 200, tuple(warnings) + outcome.warnings
+            )
+        if verb == "patch":
+            assert t.name is not None
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            patch_type = PATCH_TYPES.get(ctype)
+            if patch_type is None:
+                raise unsupported_media_type(ctype)
+            opts = self.write_options(request)
+            patch, warnings = await self.json_body(request, opts)
+            outcome = await self.registry.patch(
+                rt, ns, t.name, patch_type, patch, opts, subresource=t.subresource
+            )
+            return _response(
+                self.visible(principal, rt, outcome.object), 200, tuple(warnings) + outcome.warnings
+            )
+        if verb == "delete":
+            assert t.name is not None
+            return await self.delete(request, t, principal)
+        if verb == "deletecollection":
+            return await self.delete_collection(request, t, principal)
+        raise method_not_allowed(f"{verb} is not supported")
+
+    async def list_objects(
+        self, request: Request, t: Target, principal: Principal, wants_table: bool
+    ) -> Response:
+        rt = t.rt
+        q = request.query_params
+        match, equalities = self.selection(rt, request)
+        limit_text = q.get("limit") or "0"
+        if not limit_text.isdigit():
+            raise bad_request(f'limit must be a non-negative integer, not "{limit_text}"')
+        after = _decode_continue(q.get("continue") or "")
+        page = await self.storage.list(
+            rt,
+            t.namespace if rt.namespaced else None,
+            match=match,
+            label_equals=equalities or None,
+            limit=int(limit_text),
+            after=after,
+        )
+        items = [self.visible(principal, rt, o) for o in page.items]
+        list_meta: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
+        if page.continue_key is not None:
+            list_meta["continue"] = _encode_continue(page.resource_version, page.continue_key)
+        if wants_table:
+            body = tables.table(rt, items, include=q.get("includeObject"))
+            body["metadata"] = list_meta
+            return _response(body)
+        for item in items:
+            item.setdefault("apiVersion", rt.api_version)
+            item.setdefault("kind", rt.kind)
+        return _response(
+            {"kind": rt.list_kind_name, "apiVersion": rt.api_version, "metadata": list_meta, "items": items}
+        )
+
+    def watch(self, request: Request, t: Target, principal: Principal, wants_table: bool) -> Response:
+        rt = t.rt
+        q = request.query_params
+        match, _ = self.selection(rt, request)
+        rv_text = q.get("resourceVersion") or ""
+        if rv_text and not rv_text.isdigit():
+            raise bad_request(f'resourceVersion must be a decimal number, not "{rv_text}"')
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        timeout_text = q.get("timeoutSeconds") or ""
+        timeout = (
+            min(int(timeout_text), self.options.max_watch_seconds)
+            if timeout_text.isdigit()
+            else self.options.max_watch_seconds
+        )
+        namespace = t.namespace if rt.namespaced else None
+        if t.name is not None:
+            raise bad_request("watch of a single object: use fieldSelector=metadata.name=NAME")
+        first = True
+
+        def encode(kind: str, obj: Obj) -> bytes:
+            nonlocal first
+            if wants_table and kind != "ERROR":
+                obj = tables.table(rt, [obj], include=q.get("includeObject"), definitions=first)
+                first = False
+            return _dump({"type": kind, "object": obj}) + b"\n"
+
+        async def events() -> AsyncIterator[bytes]:
+            deadline = time.monotonic() + timeout
+            since: int
+            if rv_text in ("", "0"):
+                page = await self.storage.list(rt, namespace, match=match)
+                for obj in page.items:
+                    yield encode("ADDED", self.visible(principal, rt, obj))
+                since = page.resource_version
+            else:
+                since = int(rv_text)
+            stream = self.storage.watch(rt, namespace, since=since, match=match).__aiter__()
+            latest = since
+            pending: asyncio.Future[Any] | None = None
+            try:
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    if pending is None:
+                        pending = asyncio.ensure_future(stream.__anext__())
+                    done, _ = await asyncio.wait(
+                        {pending}, timeout=min(remaining, self.options.bookmark_interval)
+                    )
+                    if not done:
+                        if bookmarks:
+                            yield encode(
+                                "BOOKMARK",
+                                {
+                                    "kind": rt.kind,
+                                    "apiVersion": rt.api_version,
+                                    "metadata": {"resourceVersion": str(latest)},
+                                },
+                            )
+                        continue
+                    task, pending = pending, None
+                    try:
+                        event = task.result()
+                    except StopAsyncIteration:
+                        return
+                    except ApiError as err:
+                        yield encode("ERROR", err.status())
+                        return
+                    latest = event.resource_version
+                    yield encode(event.type, self.visible(principal, rt, event.object))
+            finally:
+                if pending is not None:
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, ApiError):
+                        await pending
+                closer = getattr(stream, "aclose", None)
+                if closer is not None:
+                    await closer()
+
+        return StreamingResponse(events(), media_type=JSON)
+
+    async def delete_options(self, request: Request) -> dict[str, Any]:
+        raw = await self.body(request)
+        if not raw.strip():
+            return {}
+        body, _ = parse_json_body(raw)
+        if not isinstance(body, dict):
+            raise bad_request("DeleteOptions must be an object")
+        return body
+
+    async def delete(self, request: Request, t: Target, principal: Principal) -> Response:
+        assert t.name is not None
+        options = await self.delete_options(request)
+        opts = self.write_options(request, options.get("dryRun"))
+        outcome = await self.registry.delete(
+            t.rt, t.namespace or "", t.name, preconditions=options.get("preconditions"), dry_run=opts.dry_run
+        )
+        if outcome.deleted:
+            m = meta(outcome.object)
+            return _response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": m.get("name"),
+                        "group": t.rt.group,
+                        "kind": t.rt.plural,
+                        "uid": m.get("uid"),
+                    },
+                }
+            )
+        return _response(self.visible(principal, t.rt, outcome.object), 202 if not opts.dry_run else 200)
+
+    async def delete_collection(self, request: Request, t: Target, principal: Principal) -> Response:
+        rt = t.rt
+        match, equalities = self.selection(rt, request)
+        options = await self.delete_options(request)
+        opts = self.write_options(request, options.get("dryRun"))
+        page = await self.storage.list(rt, t.namespace, match=match, label_equals=equalities or None)
+        removed: list[Obj] = []
+        for obj in page.items:
+            try:
+                outcome = await self.registry.delete(
+                    rt, namespace_of(obj), name_of(obj), dry_run=opts.dry_run
+                )
+            except ApiError as err:
+                if err.code == 404:
+                    continue
+                raise
+            removed.append(self.visible(principal, rt, outcome.object))
+        return _response(
+            {
+                "kind": rt.list_kind_name,
+                "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(await self.storage.current_version())},
+                "items": removed,
+            }
+        )
+
+    # ------------------------------------------------------------------ discovery
+
+    def discovery(self, group: str, version: str) -> Response:
+        kinds = self.scheme.in_group_version(group, version)
+        if not kinds:
+            raise not_found("", f"{group}/{version}" if group else version)
+        resources: list[dict[str, Any]] = []
+        for rt in kinds:
+            entry: dict[str, Any] = {
+                "name": rt.plural,
+                "singularName": rt.singular,
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": list(rt.verbs) + (["deletecollection"] if "delete" in rt.verbs else []),
+                "storageVersionHash": base64.b64encode(rt.qualified.encode())[:11].decode(),
+            }
+            if rt.short_names:
+                entry["shortNames"] = list(rt.short_names)
+            if rt.categories:
+                entry["categories"] = list(rt.categories)
+            resources.append(entry)
+            for sub in sorted(rt.subresources):
+                sub_entry: dict[str, Any] = {
+                    "name": f"{rt.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+                if sub == "scale":
+                    sub_entry.update(group="autoscaling", version="v1", kind="Scale")
+                resources.append(sub_entry)
+        gv = f"{group}/{version}" if group else version
+        return _response(
+            {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+        )
+
+    def api_versions(self) -> dict[str, Any]:
+        versions = [v for g, v in self.scheme.group_versions() if g == ""]
+        return {
+            "kind": "APIVersions",
+            "versions": versions,
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+        }
+
+    def api_groups(self) -> dict[str, Any]:
+        groups: dict[str, list[str]] = {}
+        for g, v in self.scheme.group_versions():
+            if g:
+                groups.setdefault(g, []).append(v)
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [self._group(g, vs) for g, vs in groups.items()],
+        }
+
+    @staticmethod
+    def _group(group: str, versions: list[str]) -> dict[str, Any]:
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
+
+
+def _encode_continue(rv: int, key: tuple[str, str]) -> str:
+    raw = _dump({"v": rv, "ns": key[0], "n": key[1]})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[str, str] | None:
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return (str(data["ns"]), str(data["n"]))
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise bad_request("continue key is not valid") from None
+
+
+Lifespan = Callable[[], Awaitable[None]]
+
+
+def build_app(
+    *,
+    scheme: Scheme,
+    storage: Storage,
+    schemas: SchemaSet,
+    authenticator: Authenticator,
+    version: dict[str, str],
+    title: str,
+    metrics_open: bool = False,
+    bookmark_interval: float = 5.0,
+    on_startup: list[Lifespan] | None = None,
+    on_shutdown: list[Lifespan] | None = None,
+    ready: Callable[[], Awaitable[bool]] | None = None,
+) -> FastAPI:
+    """The ASGI app of one Kubernetes API server (see the module docstring)."""
+    options = ServerOptions(
+        title=title, version=version, metrics_open=metrics_open, bookmark_interval=bookmark_interval
+    )
+    server = ApiServer(scheme, storage, schemas, authenticator, options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup or []:
+            await hook()
+        await server.registry.resume_terminations()
+        try:
+            yield
+        finally:
+            await server.registry.close()
+            for hook in on_shutdown or []:
+                await hook()
+
+    app = FastAPI(title=title, openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.api = server
+
+    async def guarded(request: Request, produce: Callable[[], Any]) -> Response:
+        try:
+            await server.principal(request)
+            return _response(produce())
+        except ApiError as err:
+            return _error(err)
+
+    @app.get("/healthz")
+    @app.get("/livez")
+    async def healthz() -> Response:
+        return Response(b"ok", media_type="text/plain")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if ready is not None and not await ready():
+            return Response(b"not ready", status_code=503, media_type="text/plain")
+        return Response(b"ok", media_type="text/plain")
+
+    @app.get("/version")
+    async def version_info(request: Request) -> Response:
+        return await guarded(request, lambda: version)
+
+    @app.get("/api")
+    async def api_root(request: Request) -> Response:
+        return await guarded(request, server.api_versions)
+
+    @app.get("/apis")
+    async def apis_root(request: Request) -> Response:
+        return await guarded(request, server.api_groups)
+
+    @app.get("/apis/{group}")
+    async def api_group(request: Request, group: str) -> Response:
+        versions = [v for g, v in scheme.group_versions() if g == group]
+        if not versions:
+            return _error(not_found("", group))
+        return await guarded(
+            request, lambda: {"kind": "APIGroup", "apiVersion": "v1", **server._group(group, versions)}
+        )
+
+    @app.get("/openapi/v3")
+    async def openapi_index(request: Request) -> Response:
+        return await guarded(request, lambda: openapi_v3_index(scheme, schemas=schemas))
+
+    @app.get("/openapi/v3/{path:path}")
+    async def openapi_doc(request: Request, path: str) -> Response:
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["api"] and len(parts) == 2:
+            group, ver = "", parts[1]
+        elif parts[:1] == ["apis"] and len(parts) == 3:
+            group, ver = parts[1], parts[2]
+        else:
+            return _error(not_found("", path))
+        if not scheme.in_group_version(group, ver):
+            return _error(not_found("", path))
+        return await guarded(request, lambda: openapi_v3_document(scheme, group, ver, schemas=schemas))
+
+    if metrics_open:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        @app.get("/metrics")
+        async def metrics_endpoint() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    @app.api_route("/api/{path:path}", methods=methods)
+    async def core(request: Request, path: str) -> Response:
+        if not path.strip("/") and request.method == "GET":
+            return await guarded(request, server.api_versions)
+        return await server.handle(request, "api", path)
+
+    @app.api_route("/apis/{path:path}", methods=methods)
+    async def groups(request: Request, path: str) -> Response:
+        if not path.strip("/") and request.method == "GET":
+            return await guarded(request, server.api_groups)
+        return await server.handle(request, "apis", path)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, err: ApiError) -> Response:
+        return _error(err)
+
+    return app

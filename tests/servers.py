@@ -1,0 +1,112 @@
+"""Starting real servers for tests: ``fedctl up`` as a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+FEDCTL = str(Path(sys.executable).with_name("fedctl"))
+
+
+@dataclass
+class RunningFederation:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    url: str
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "federation.kubeconfig"
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data_dir / "admin.token").read_text().strip()
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "pki" / "ca.crt"
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify = ssl.create_default_context(cafile=str(self.ca_file))
+        return httpx.Client(base_url=self.url, verify=verify, headers=headers, timeout=10)
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and return what it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        out = ""
+        if self.process.stdout:
+            out = self.process.stdout.read()
+            self.process.stdout.close()
+        return out
+
+
+def start_federation(
+    data_dir: Path,
+    *,
+    database_url: str | None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> RunningFederation:
+    env = dict(os.environ)
+    env.pop("FEDERATION_DATABASE_URL", None)
+    if database_url:
+        env["FEDERATION_DATABASE_URL"] = database_url
+    env.update(extra_env or {})
+    proc = subprocess.Popen(
+        [FEDCTL, "up", "--data-dir", str(data_dir), "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        lines.append(line)
+        found = re.search(r"serving on (https?://\S+)", line)
+        if found:
+            running = RunningFederation(proc, data_dir, found.group(1))
+            try:
+                _wait_healthy(running, deadline)
+            except BaseException:
+                running.stop()
+                raise
+            return running
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    raise RuntimeError("fedctl up did not start:\n" + "".join(lines))
+
+
+def _wait_healthy(running: RunningFederation, deadline: float) -> None:
+    with running.client() as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError("federation API did not become healthy")
