@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,6 +100,22 @@ async def ensure_admin_token(tokens: TokenStore, paths: Paths) -> str:
     return token
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn, except that SIGINT/SIGTERM only ask it to stop: uvicorn's own handling re-raises
+    the signal afterwards, which would kill the process before it stops what it started."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
 def bind(address: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -120,6 +137,8 @@ async def serve(
     announce: bool = True,
 ) -> None:
     """Serve the API until SIGINT/SIGTERM. ``create_files``: make the key, token and kubeconfig."""
+    if create_files:
+        paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sealer = load_sealer(security, paths, create=create_files)
     engine = make_engine(url)
     tokens = TokenStore(engine)
@@ -176,7 +195,7 @@ async def serve(
                     "  kubectl get namespaces",
                     flush=True,
                 )
-        server = uvicorn.Server(config)
+        server = GracefulServer(config)
         await server.serve(sockets=[sock])
     finally:
         sock.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from federation import metrics
 from federation.apimachinery import tables
@@ -689,12 +690,14 @@ def build_app(
             return _error(not_found("", path))
         return await guarded(request, lambda: openapi_v3_document(scheme, group, ver, schemas=schemas))
 
-    if metrics_open:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        @app.get("/metrics")
-        async def metrics_endpoint() -> Response:
-            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    @app.get("/metrics")
+    async def metrics_endpoint(request: Request) -> Response:
+        if not metrics_open:
+            try:
+                await server.principal(request)
+            except ApiError as err:
+                return _error(err)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

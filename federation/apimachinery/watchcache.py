@@ -123,6 +123,8 @@ class WatchCache:
                 item = await sub.queue.get()
                 if item is None:
                     return
+                if item.resource_version <= start:
+                    continue  # a watch from a version newer than the cache skips what it has seen
                 event = _event(item, match)
                 if event is not None:
                     yield event

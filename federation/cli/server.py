@@ -26,7 +26,16 @@ def up(
     Example: fedctl up --data-dir ./data --port 6443
     then: KUBECONFIG=./data/federation.kubeconfig kubectl get ns
     """
-    run_up(data_dir=data_dir, port=port)
+    _run(data_dir, port)
+
+
+def _run(data_dir: Path | None, port: int | None) -> None:
+    try:
+        run_up(data_dir=data_dir, port=port)
+    except (OSError, ValueError) as err:
+        # ValueError covers invalid FEDERATION_* settings (pydantic's ValidationError).
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
 
 
 def demo(
@@ -34,4 +43,4 @@ def demo(
     port: Annotated[int | None, typer.Option("--port", help="HTTPS port (default 6443).")] = None,
 ) -> None:
     """The demo: for now the federation API server with its embedded Postgres (see `fedctl up`)."""
-    run_up(data_dir=data_dir, port=port)
+    _run(data_dir, port)

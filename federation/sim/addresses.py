@@ -112,9 +112,10 @@ class LoadBalancers:
             "deletionTimestamp"
         )
         if not wants_address:
+            managed = key in self._listeners
             await self._release(key)
-            if ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
-                await self._write_ingress(svc, None)
+            if managed and ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
+                await self._write_ingress(svc, None)  # no longer a load balancer: its address is gone
             return Result()
         listener = self._listeners.get(key)
         if listener is None:

@@ -20,7 +20,9 @@ from federation.apimachinery.certificates import ensure_ca_and_serving_cert, gen
 def _sans(pem: bytes) -> set[str]:
     cert = x509.load_pem_x509_certificate(pem)
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+    return {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(
+        san.get_values_for_type(x509.DNSName)
+    )
 
 
 def test_bundle_is_a_ca_and_a_server_certificate_signed_by_it() -> None:
@@ -55,9 +57,10 @@ def test_a_client_trusting_only_the_ca_completes_a_handshake_with_the_server_con
 
         worker = threading.Thread(target=serve)
         worker.start()
-        with socket.create_connection(("127.0.0.1", port)) as raw, client_ctx.wrap_socket(
-            raw, server_hostname="127.0.0.1"
-        ) as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
             outcome["client"] = tls.version() or ""
             tls.sendall(b"x")
         worker.join(timeout=10)

@@ -21,7 +21,7 @@ from federation.apimachinery.objects import meta
 from federation.apimachinery.resources import Obj
 from federation.sim.events import EventRecorder
 from federation.sim.kinds import NODES, PODS
-from federation.sim.queueing import WorkQueue, feed
+from federation.sim.queueing import Result, WorkQueue, feed
 from federation.sim.workload import (
     NODEPOOL,
     SCHEDULE,
@@ -42,8 +42,8 @@ class Harness:
         self.workload = workload
         self.queue = queue
 
-    async def until(self, check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def until(self, check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+        deadline = asyncio.get_running_loop().time() + within
         while not await check():
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("condition not reached in time")
@@ -95,7 +95,9 @@ def replicaset(name: str = "web", replicas: int = 3, *, uid: str = "uid-web") ->
 
 
 @asynccontextmanager
-async def cluster(*, nodes: int = 2, pods_per_node: int = 2, start_delay: float = 0.0) -> AsyncIterator[Harness]:
+async def cluster(
+    *, nodes: int = 2, pods_per_node: int = 2, start_delay: float = 0.0
+) -> AsyncIterator[Harness]:
     storage = MemoryStorage()
     await storage.create(NAMESPACES, {"metadata": {"name": NS, "uid": "ns"}, "status": {"phase": "Active"}})
     workload = Workload(
@@ -116,7 +118,9 @@ async def cluster(*, nodes: int = 2, pods_per_node: int = 2, start_delay: float 
     tasks = [
         asyncio.create_task(queue.run()),
         asyncio.create_task(feed(storage, PODS, queue, workload.keys_for_pod, schedule)),
-        asyncio.create_task(feed(storage, REPLICASETS, queue, workload.keys_for_replicaset, workload.all_replicaset_keys)),
+        asyncio.create_task(
+            feed(storage, REPLICASETS, queue, workload.keys_for_replicaset, workload.all_replicaset_keys)
+        ),
         asyncio.create_task(feed(storage, NODES, queue, workload.keys_for_node, pool)),
     ]
     harness = Harness(storage, workload, queue)
@@ -146,10 +150,18 @@ def test_nodes_carry_region_and_zone_labels_and_capacity() -> None:
     async def scenario() -> None:
         async with cluster(nodes=3, pods_per_node=7) as h:
             nodes = (await h.storage.list(NODES, None)).items
-            assert [meta(n)["name"] for n in nodes] == ["us-east1-node-0", "us-east1-node-1", "us-east1-node-2"]
+            assert [meta(n)["name"] for n in nodes] == [
+                "us-east1-node-0",
+                "us-east1-node-1",
+                "us-east1-node-2",
+            ]
             labels = [meta(n)["labels"] for n in nodes]
             assert {lab["topology.kubernetes.io/region"] for lab in labels} == {"us-east1"}
-            assert [lab["topology.kubernetes.io/zone"] for lab in labels] == ["us-east1-a", "us-east1-b", "us-east1-c"]
+            assert [lab["topology.kubernetes.io/zone"] for lab in labels] == [
+                "us-east1-a",
+                "us-east1-b",
+                "us-east1-c",
+            ]
             assert {n["status"]["allocatable"]["pods"] for n in nodes} == {"7"}
 
     run(scenario())
@@ -172,10 +184,16 @@ def test_more_replicas_than_slots_leaves_the_rest_pending_with_failed_scheduling
             pending = [p for p in await h.pods() if p["status"]["phase"] == "Pending"]
             for pod in pending:
                 (cond,) = pod["status"]["conditions"]
-                assert (cond["type"], cond["status"], cond["reason"]) == ("PodScheduled", "False", "Unschedulable")
+                assert (cond["type"], cond["status"], cond["reason"]) == (
+                    "PodScheduled",
+                    "False",
+                    "Unschedulable",
+                )
                 assert "0/2 nodes are available: 2 Too many pods" in cond["message"]
             failed = await h.events("FailedScheduling")
-            assert sorted(e["involvedObject"]["name"] for e in failed) == sorted(meta(p)["name"] for p in pending)
+            assert sorted(e["involvedObject"]["name"] for e in failed) == sorted(
+                meta(p)["name"] for p in pending
+            )
             assert {e["type"] for e in failed} == {"Warning"}
             assert len(await h.events("SuccessfulCreate")) == 6
 
@@ -223,7 +241,9 @@ def test_pods_become_ready_only_after_the_start_delay() -> None:
             await h.until(lambda: _bound(h, 2))
             pod = (await h.pods())[0]
             assert pod["status"]["phase"] == "Pending"
-            assert pod["status"]["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+            assert pod["status"]["containerStatuses"][0]["state"] == {
+                "waiting": {"reason": "ContainerCreating"}
+            }
             assert (await h.rs()).get("status", {}).get("readyReplicas", 0) == 0
             await h.until(lambda: h.ready(2))
             assert asyncio.get_running_loop().time() - started >= 0.4
@@ -247,9 +267,9 @@ def test_losing_nodes_evicts_their_pods_and_adding_nodes_starts_them_again() -> 
             h.queue.add(NODEPOOL)
             await h.until(lambda: h.ready(2))
             await h.until(lambda: _pending_count(h, 4))
-            assert {p["spec"].get("nodeName") for p in await h.pods() if p["status"]["phase"] == "Running"} == {
-                "us-east1-node-0"
-            }
+            assert {
+                p["spec"].get("nodeName") for p in await h.pods() if p["status"]["phase"] == "Running"
+            } == {"us-east1-node-0"}
             h.workload.set_node_count(3)
             h.queue.add(NODEPOOL)
             await h.until(lambda: h.ready(6))
@@ -407,13 +427,19 @@ def test_deletion_order_prefers_unscheduled_then_pending_then_unready_then_newes
     [(0, 0.0, (True, None)), (10, 15.0, (True, None)), (10, 4.0, (False, 6.0))],
     ids=["no-min-ready", "long-enough", "not-yet"],
 )
-def test_availability_honours_min_ready_seconds(min_ready: int, ready_for: float, expected: tuple[bool, Any]) -> None:
+def test_availability_honours_min_ready_seconds(
+    min_ready: int, ready_for: float, expected: tuple[bool, Any]
+) -> None:
     since = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     pod = {
         "metadata": {},
         "status": {
             "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
             ]
         },
     }
@@ -425,21 +451,19 @@ def test_availability_honours_min_ready_seconds(min_ready: int, ready_for: float
 def test_conflicts_are_retried_by_the_queue() -> None:
     async def scenario() -> None:
         calls: list[str] = []
+        third = asyncio.Event()
 
-        async def flaky(key: str) -> Any:
+        async def flaky(key: str) -> Result:
             calls.append(key)
             if len(calls) < 3:
                 raise ApiError(409, "Conflict", "try again")
-            from federation.sim.queueing import Result
-
+            third.set()
             return Result()
 
         queue: WorkQueue[str] = WorkQueue(flaky, name="flaky")
         worker = asyncio.create_task(queue.run())
         queue.add("k")
-        deadline = asyncio.get_running_loop().time() + 2
-        while len(calls) < 3 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(third.wait(), timeout=2)
         queue.close()
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
