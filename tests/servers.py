@@ -37,7 +37,9 @@ class RunningFederation:
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        verify = ssl.create_default_context(cafile=str(self.ca_file)) if self.url.startswith("https") else True
+        verify = (
+            ssl.create_default_context(cafile=str(self.ca_file)) if self.url.startswith("https") else True
+        )
         return httpx.Client(base_url=self.url, verify=verify, headers=headers, timeout=10)
 
     def stop(self) -> str:

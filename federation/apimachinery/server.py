@@ -40,9 +40,10 @@ from federation.apimachinery.errors import (
     unsupported_media_type,
 )
 from federation.apimachinery.objects import labels_of, meta, name_of, namespace_of
+from federation.apimachinery.openapi import openapi_v3_document, openapi_v3_index
 from federation.apimachinery.registry import FieldValidation, PatchType, Registry, WriteOptions
 from federation.apimachinery.resources import Obj, ResourceType, Scheme
-from federation.apimachinery.schema import SchemaSet, openapi_v3_document, openapi_v3_index, parse_json_body
+from federation.apimachinery.schema import SchemaSet, parse_json_body
 from federation.apimachinery.selectors import parse_field_selector, parse_label_selector
 from federation.apimachinery.storage import ObjectFilter, Storage
 
@@ -71,8 +72,13 @@ def _dump(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _quoted(text: str) -> str:
+    """A warning text as an RFC 7234 quoted-string (what Kubernetes sends)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _response(body: Any, code: int = 200, warnings: tuple[str, ...] = ()) -> Response:
-    headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+    headers = {"Warning": ", ".join(f'299 - "{_quoted(w)}"' for w in warnings)} if warnings else None
     return Response(_dump(body), status_code=code, media_type=JSON, headers=headers)
 
 

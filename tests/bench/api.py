@@ -517,7 +517,9 @@ def table(rows: Sequence[Row]) -> str:
     widths = [max(len(header[i]), *(len(b[i]) for b in body)) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     for b in body:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(b, widths))))
+        lines.append(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(b, widths)))
+        )
     return "\n".join(lines)
 
 
@@ -610,7 +612,9 @@ class Bench:
             row.note = (row.note + "; " if row.note else "") + f"client send lag max {lag * 1000:.1f} ms"
         if record:
             self.rows.append(row)
-            print(f"  {phase}: {row.summary.rate:.0f}/s, p99 {_ms(row.summary.p99)} ms {row.note}", flush=True)
+            print(
+                f"  {phase}: {row.summary.rate:.0f}/s, p99 {_ms(row.summary.p99)} ms {row.note}", flush=True
+            )
         return row
 
     @contextlib.contextmanager
@@ -691,7 +695,9 @@ class Bench:
             check=True,
             capture_output=True,
         )
-        subprocess.run([psql, admin, "-qAt", "-c", f"CREATE DATABASE {database}"], check=True, capture_output=True)
+        subprocess.run(
+            [psql, admin, "-qAt", "-c", f"CREATE DATABASE {database}"], check=True, capture_output=True
+        )
         url = admin.replace("/postgres?", f"/{database}?")
         # The same shape as ``objects``: C-collated text key, JSONB labels (GIN) and body.
         ddl = (
@@ -702,7 +708,9 @@ class Bench:
             " CREATE INDEX ON bench USING gin (labels jsonb_path_ops);"
             " CREATE SEQUENCE bench_rv;"
         )
-        subprocess.run([psql, url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", ddl], check=True, capture_output=True)
+        subprocess.run(
+            [psql, url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", ddl], check=True, capture_output=True
+        )
         stored = replicaset("x")
         stored["metadata"].update(uid="00000000-0000-0000-0000-000000000000", generation=1)
         stored["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
@@ -710,7 +718,7 @@ class Bench:
         labels = json.dumps(stored["metadata"]["labels"], separators=(",", ":"))
         script = self.env.tmp / "insert.sql"
         script.write_text(
-            "INSERT INTO bench (\"group\", plural, namespace, name, uid, resource_version, labels, body)"
+            'INSERT INTO bench ("group", plural, namespace, name, uid, resource_version, labels, body)'
             f" VALUES ('apps', 'replicasets', 'bench', 'rs-' || gen_random_uuid(), gen_random_uuid()::text,"
             f" nextval('bench_rv'), '{labels}', '{body}');\n"
         )
@@ -734,7 +742,9 @@ class Bench:
         rate = float(tps.group(1))
         n = int(count.group(1))
         avg = float(latency.group(1)) / 1000 if latency else math.nan
-        summary = Summary(n, int(failed.group(1)) if failed else 0, n / rate, avg, math.nan, math.nan, math.nan)
+        summary = Summary(
+            n, int(failed.group(1)) if failed else 0, n / rate, avg, math.nan, math.nan, math.nan
+        )
         row = Row("pgbench insert", str(concurrency), summary, client_cpu, math.nan, postgres_cpu, busy)
         row.note = "p50 column: pgbench's average latency"
         self.rows.append(row)
@@ -796,7 +806,9 @@ def run(args: argparse.Namespace) -> int:
     seconds = args.seconds or (3.0 if quick else 15.0)
     conc = args.concurrency
     max_requests = args.max_requests or (5_000 if quick else 200_000)
-    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "tests.bench.api", *sys.argv[1:]])
+    command = " ".join(
+        shlex.quote(a) for a in [Path(sys.executable).name, "-m", "tests.bench.api", *sys.argv[1:]]
+    )
 
     with tempfile.TemporaryDirectory(prefix="fed-bench-") as tmp_text:
         tmp = Path(tmp_text)
@@ -835,11 +847,19 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(machine), flush=True)
 
             print("warming up (not recorded)", flush=True)
-            bench.load("warm-up", "create", concurrency=conc, max_requests=2_000, seconds=2, expect=201, record=False)
+            bench.load(
+                "warm-up", "create", concurrency=conc, max_requests=2_000, seconds=2, expect=201, record=False
+            )
             bench.load("warm-up", "get", concurrency=conc, max_requests=4_000, seconds=1, record=False)
 
             print("measuring", flush=True)
-            bench.load("client-ceiling /healthz", "healthz", concurrency=conc, max_requests=max_requests, seconds=seconds)
+            bench.load(
+                "client-ceiling /healthz",
+                "healthz",
+                concurrency=conc,
+                max_requests=max_requests,
+                seconds=seconds,
+            )
             bench.load(
                 f"create@{args.rate:.0f}/s open loop",
                 "create",
@@ -859,7 +879,12 @@ def run(args: argparse.Namespace) -> int:
                 profile="create-max",
             )
             gets = bench.load(
-                "get-max", "get", concurrency=conc, max_requests=max_requests, seconds=seconds, profile="get-max"
+                "get-max",
+                "get",
+                concurrency=conc,
+                max_requests=max_requests,
+                seconds=seconds,
+                profile="get-max",
             )
             if args.wrk:
                 bench.wrk_gets(conc, seconds, max_requests)
@@ -883,7 +908,13 @@ def run(args: argparse.Namespace) -> int:
             ratio = creates.summary.rate / tps if tps and not math.isnan(tps) else math.nan
             print()
             print("goals (issue 3):")
-            _goal(f"p99 create latency at {args.rate:.0f}/s < 50 ms", open_loop.summary.p99 * 1000, "ms", 50, below=True)
+            _goal(
+                f"p99 create latency at {args.rate:.0f}/s < 50 ms",
+                open_loop.summary.p99 * 1000,
+                "ms",
+                50,
+                below=True,
+            )
             _goal(
                 f"achieved open-loop rate {args.rate:.0f}/s",
                 open_loop.summary.rate,

@@ -438,3 +438,34 @@ def test_already_exists_and_not_found(api: client.ApiClient) -> None:
 def test_kubeconfig_is_private(federation: RunningFederation) -> None:
     assert Path(federation.kubeconfig).stat().st_mode & 0o077 == 0
     assert (federation.data_dir / "encryption.key").stat().st_mode & 0o077 == 0
+
+
+def test_json_patch_and_field_validation_modes(federation: RunningFederation, api: client.ApiClient) -> None:
+    path = f"/api/v1/namespaces/{NS}/secrets"
+    with federation.client(federation.admin_token) as http:
+        warned = http.post(path, json={"metadata": {"name": "warned"}, "bogus": 1})  # default: Warn
+        assert warned.status_code == 201
+        assert warned.headers["warning"] == '299 - "unknown field \\"bogus\\""'
+        assert "bogus" not in warned.json()
+        ignored = http.post(
+            f"{path}?fieldValidation=Ignore", json={"metadata": {"name": "ignored"}, "bogus": 1}
+        )
+        assert ignored.status_code == 201
+        assert "warning" not in ignored.headers
+        patched = http.patch(
+            f"{path}/ignored",
+            content=json.dumps([{"op": "add", "path": "/metadata/labels", "value": {"tier": "db"}}]),
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+        assert patched.status_code == 200
+        assert patched.json()["metadata"]["labels"] == {"tier": "db"}
+        failed = http.patch(
+            f"{path}/ignored",
+            content=json.dumps([{"op": "test", "path": "/metadata/labels/tier", "value": "web"}]),
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+        assert failed.status_code == 422
+        assert http.get(f"{path}/ignored").json()["metadata"]["labels"] == {"tier": "db"}
+        dry = http.post(f"{path}?dryRun=All", json={"metadata": {"name": "dry"}})
+        assert dry.status_code == 201
+        assert http.get(f"{path}/dry").status_code == 404

@@ -76,14 +76,26 @@ def test_version_discovery_and_the_system_objects(api: client.ApiClient) -> None
     assert version.git_version.endswith("-sim")
     core = client.CoreV1Api(api)
     names = {r.name for r in core.get_api_resources().resources}
-    assert {"namespaces", "secrets", "events", "nodes", "pods", "pods/status", "services", "services/status"} <= names
+    assert {
+        "namespaces",
+        "secrets",
+        "events",
+        "nodes",
+        "pods",
+        "pods/status",
+        "services",
+        "services/status",
+    } <= names
     assert {ns.metadata.name for ns in core.list_namespace().items} >= {"default", "kube-system"}
     (kubernetes_svc,) = core.list_namespaced_service("default").items
     assert kubernetes_svc.metadata.name == "kubernetes"
     assert kubernetes_svc.spec.cluster_ip.endswith(".0.1")
     nodes = core.list_node(label_selector=f"topology.kubernetes.io/region={CLUSTER}").items
     assert [n.metadata.name for n in nodes] == [f"{CLUSTER}-node-0", f"{CLUSTER}-node-1"]
-    assert {n.metadata.labels["topology.kubernetes.io/zone"] for n in nodes} == {f"{CLUSTER}-a", f"{CLUSTER}-b"}
+    assert {n.metadata.labels["topology.kubernetes.io/zone"] for n in nodes} == {
+        f"{CLUSTER}-a",
+        f"{CLUSTER}-b",
+    }
     assert all(n.status.allocatable["pods"] == "3" for n in nodes)
 
 
@@ -112,8 +124,12 @@ def test_dynamic_client_round_trip(api: client.ApiClient, namespace: str) -> Non
     assert created.data.pw == "eA=="
     services = dynamic.resources.get(api_version="v1", kind="Service")
     services.create(
-        body={"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-              "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}},
+        body={
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}},
+        },
         namespace=namespace,
     )
     listed = services.get(namespace=namespace)
@@ -147,7 +163,9 @@ def test_conflicts_not_found_and_invalid(api: client.ApiClient, namespace: str) 
     assert status_of(missing_ns.value)["details"]["kind"] == "namespaces"
 
     with pytest.raises(ApiException) as invalid:
-        core.create_namespaced_service(namespace, {"metadata": {"name": "bad"}, "spec": {"ports": [{"port": 0}]}})
+        core.create_namespaced_service(
+            namespace, {"metadata": {"name": "bad"}, "spec": {"ports": [{"port": 0}]}}
+        )
     assert invalid.value.status == 422
     causes = status_of(invalid.value)["details"]["causes"]
     assert "spec.ports[0].port" in [c["field"] for c in causes]
@@ -180,12 +198,19 @@ def test_generation_observed_generation_and_patches(api: client.ApiClient, names
     assert patched.metadata.generation == 2
     assert patched.spec.template.spec.containers[0].image == "nginx:1.28"
     merged = apps.patch_namespaced_replica_set(
-        "web", namespace, {"metadata": {"labels": {"tier": "front"}}}, _content_type="application/merge-patch+json"
+        "web",
+        namespace,
+        {"metadata": {"labels": {"tier": "front"}}},
+        _content_type="application/merge-patch+json",
     )
     assert merged.metadata.generation == 2  # metadata only
     jsonpatch = [{"op": "replace", "path": "/spec/replicas", "value": 2}]
-    apps.patch_namespaced_replica_set("web", namespace, jsonpatch, _content_type="application/json-patch+json")
-    done = wait_until(lambda: apps.read_namespaced_replica_set("web", namespace).status.observed_generation == 3)
+    apps.patch_namespaced_replica_set(
+        "web", namespace, jsonpatch, _content_type="application/json-patch+json"
+    )
+    done = wait_until(
+        lambda: apps.read_namespaced_replica_set("web", namespace).status.observed_generation == 3
+    )
     assert done
     status = apps.read_namespaced_replica_set("web", namespace).status
     wait_until(lambda: (apps.read_namespaced_replica_set("web", namespace).status.ready_replicas or 0) == 2)
@@ -211,7 +236,9 @@ def test_watch_resumes_from_a_version(api: client.ApiClient, namespace: str) -> 
     core.delete_namespaced_secret("a", namespace)
     seen: list[tuple[str, str]] = []
     stream = watch.Watch()
-    for event in stream.stream(core.list_namespaced_secret, namespace, resource_version=start, timeout_seconds=2):
+    for event in stream.stream(
+        core.list_namespaced_secret, namespace, resource_version=start, timeout_seconds=2
+    ):
         seen.append((event["type"], event["object"].metadata.name))
         if len(seen) == 3:
             stream.stop()
@@ -246,8 +273,10 @@ def test_service_addresses_and_status_only_through_the_status_subresource(
     core = client.CoreV1Api(api)
     lb = core.create_namespaced_service(
         namespace,
-        {"metadata": {"name": "web"},
-         "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}},
+        {
+            "metadata": {"name": "web"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+        },
     )
     assert lb.spec.cluster_ip.startswith("10.128.")
     assert 30000 <= lb.spec.ports[0].node_port <= 32767
@@ -256,7 +285,8 @@ def test_service_addresses_and_status_only_through_the_status_subresource(
     assert ready[0].ports[0].port > 0
 
     plain = core.create_namespaced_service(
-        namespace, {"metadata": {"name": "plain"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
+        namespace,
+        {"metadata": {"name": "plain"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}},
     )
     plain.status = {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}
     replaced = core.replace_namespaced_service("plain", namespace, plain)
@@ -267,14 +297,19 @@ def test_service_addresses_and_status_only_through_the_status_subresource(
     assert via_status.status.load_balancer.ingress[0].ip == "203.0.113.9"
 
 
-def test_deleting_a_namespace_removes_its_contents_and_addresses(api: client.ApiClient, sim: Simulator) -> None:
+def test_deleting_a_namespace_removes_its_contents_and_addresses(
+    api: client.ApiClient, sim: Simulator
+) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     ns = f"gone-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": ns}})
     apps.create_namespaced_replica_set(ns, replicaset("web", 2))
     core.create_namespaced_service(
-        ns, {"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
-                                                  "ports": [{"port": 80}]}}
+        ns,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+        },
     )
     svc = wait_until(lambda: core.read_namespaced_service("web", ns) if address_of_typed(core, ns) else None)
     port = svc.status.load_balancer.ingress[0].ports[0].port

@@ -74,6 +74,8 @@ def test_more_replicas_than_slots_then_freeing_and_adding_capacity(sim: Simulato
         wait_until(lambda: ready(apps, "web", "cap") == 5)
         nodes = core.list_node().items
         assert sorted(n.metadata.labels["topology.kubernetes.io/zone"] for n in nodes) == [
-            f"{REGION}-a", f"{REGION}-b", f"{REGION}-c"
+            f"{REGION}-a",
+            f"{REGION}-b",
+            f"{REGION}-c",
         ]
         core.delete_namespace("cap")

@@ -46,7 +46,9 @@ def test_a_kubeconfig_the_simulator_did_not_write_is_never_overwritten(tmp_path:
     assert "clusters: []" in precious.read_text()
     done = subprocess.run(
         [sys.executable, "-m", "federation.sim", "--clusters", "a", "--kubeconfig", str(precious)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     assert "not written by the simulator" in done.stderr

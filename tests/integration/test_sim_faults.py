@@ -27,7 +27,9 @@ SICK, WELL = "asia-east1", "europe-west1"
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     kubeconfig = tmp_path_factory.mktemp("faults") / "sim.kubeconfig"
-    with Simulator([SICK, WELL], kubeconfig=kubeconfig, nodes=1, pods_per_node=50, start_delay=0.05) as running:
+    with Simulator(
+        [SICK, WELL], kubeconfig=kubeconfig, nodes=1, pods_per_node=50, start_delay=0.05
+    ) as running:
         yield running
 
 
@@ -64,8 +66,10 @@ def workload(sim: Simulator) -> Iterator[dict[str, Any]]:
         )
         core.create_namespaced_service(
             ns,
-            {"metadata": {"name": "web"},
-             "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}},
+            {
+                "metadata": {"name": "web"},
+                "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+            },
         )
         svc = wait_until(lambda: core.read_namespaced_service("web", ns).status.load_balancer.ingress)
         port = svc[0].ports[0].port

@@ -9,15 +9,13 @@ from typing import Any
 import pytest
 
 from federation.apimachinery.errors import ApiError
+from federation.apimachinery.openapi import openapi_v3_document, openapi_v3_hash, openapi_v3_index
 from federation.apimachinery.resources import ResourceType, Scheme
 from federation.apimachinery.schema import (
     FieldValidation,
     PatchMeta,
     SchemaSet,
     official_schemas,
-    openapi_v3_document,
-    openapi_v3_hash,
-    openapi_v3_index,
     parse_json_body,
 )
 
