@@ -466,3 +466,32 @@ def openapi_v3_index(scheme: Scheme, *, schemas: SchemaSet | None = None) -> dic
             paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
         cache.index = {"paths": paths}
     return cache.index
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenAPI v2, for kubectl older than 1.28
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2)."""
+    length = len(payload)
+    varint = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        varint.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return bytes([number << 3 | 2]) + bytes(varint) + payload
+
+
+def openapi_v2_protobuf(title: str) -> bytes:
+    """A minimal OpenAPI v2 document in gnostic's protobuf encoding (``openapi_v2.Document``).
+
+    kubectl up to 1.27 fetches ``/openapi/v2`` (protobuf only) before ``apply``; with no
+    definitions in it, kubectl takes strategic-merge metadata from its compiled-in types for
+    built-in kinds and uses JSON merge patches for others, and leaves validation to the server,
+    which is what every newer kubectl does through OpenAPI v3.
+    """
+    info = _field(1, title.encode()) + _field(2, PINNED_KUBERNETES.split("-")[0].encode())
+    return _field(1, b"2.0") + _field(2, info) + _field(8, b"")

@@ -40,7 +40,11 @@ from federation.apimachinery.errors import (
     unsupported_media_type,
 )
 from federation.apimachinery.objects import labels_of, meta, name_of, namespace_of
-from federation.apimachinery.openapi import openapi_v3_document, openapi_v3_index
+from federation.apimachinery.openapi import (
+    openapi_v2_protobuf,
+    openapi_v3_document,
+    openapi_v3_index,
+)
 from federation.apimachinery.registry import FieldValidation, PatchType, Registry, WriteOptions
 from federation.apimachinery.resources import Obj, ResourceType, Scheme
 from federation.apimachinery.schema import SchemaSet, parse_json_body
@@ -678,6 +682,16 @@ def build_app(
         return await guarded(
             request, lambda: {"kind": "APIGroup", "apiVersion": "v1", **server._group(group, versions)}
         )
+
+    openapi_v2 = openapi_v2_protobuf(title)
+
+    @app.get("/openapi/v2")
+    async def openapi_v2_doc(request: Request) -> Response:
+        try:
+            await server.principal(request)
+        except ApiError as err:
+            return _error(err)
+        return Response(openapi_v2, media_type="application/octet-stream")
 
     @app.get("/openapi/v3")
     async def openapi_index(request: Request) -> Response:
