@@ -11,7 +11,6 @@ are both this server; only their schemes, storages and authenticators differ.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -27,7 +26,7 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from federation import metrics
-from federation.apimachinery import tables
+from federation.apimachinery import discovery, tables, watching
 from federation.apimachinery.auth import Authenticator, Principal, authorize
 from federation.apimachinery.errors import (
     ApiError,
@@ -249,7 +248,11 @@ class ApiServer:
             if resolved is None:
                 raise not_found("", path.strip("/") or prefix)
             if isinstance(resolved, tuple):
-                response = self.discovery(*resolved)
+                found = discovery.resource_list(self.scheme, *resolved)
+                if found is None:
+                    group, version = resolved
+                    raise not_found("", f"{group}/{version}" if group else version)
+                response = _response(found)
             else:
                 resource = resolved.rt.plural + (f"/{resolved.subresource}" if resolved.subresource else "")
                 verb = self.verb_of(request, resolved)
@@ -415,57 +418,29 @@ class ApiServer:
             return _dump({"type": kind, "object": obj}) + b"\n"
 
         async def events() -> AsyncIterator[bytes]:
-            deadline = time.monotonic() + timeout
-            since: int
-            if rv_text in ("", "0"):
+            since: int | None = int(rv_text) if rv_text not in ("", "0") else None
+            if since is None:
                 page = await self.storage.list(rt, namespace, match=match)
                 for obj in page.items:
                     yield encode("ADDED", self.visible(principal, rt, obj))
                 since = page.resource_version
-            else:
-                since = int(rv_text)
-            stream = self.storage.watch(rt, namespace, since=since, match=match).__aiter__()
-            latest = since
-            pending: asyncio.Future[Any] | None = None
-            try:
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return
-                    if pending is None:
-                        pending = asyncio.ensure_future(stream.__anext__())
-                    done, _ = await asyncio.wait(
-                        {pending}, timeout=min(remaining, self.options.bookmark_interval)
-                    )
-                    if not done:
-                        if bookmarks:
-                            yield encode(
-                                "BOOKMARK",
-                                {
-                                    "kind": rt.kind,
-                                    "apiVersion": rt.api_version,
-                                    "metadata": {"resourceVersion": str(latest)},
-                                },
-                            )
-                        continue
-                    task, pending = pending, None
-                    try:
-                        event = task.result()
-                    except StopAsyncIteration:
-                        return
-                    except ApiError as err:
-                        yield encode("ERROR", err.status())
-                        return
-                    latest = event.resource_version
-                    yield encode(event.type, self.visible(principal, rt, event.object))
-            finally:
-                if pending is not None:
-                    pending.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, ApiError):
-                        await pending
-                closer = getattr(stream, "aclose", None)
-                if closer is not None:
-                    await closer()
+            stream = watching.follow(
+                self.storage.watch(rt, namespace, since=since, match=match),
+                since=since,
+                duration=timeout,
+                bookmark_interval=self.options.bookmark_interval,
+            )
+            async for kind, obj, version in stream:
+                if kind == "BOOKMARK":
+                    if bookmarks:
+                        meta_only = {"resourceVersion": str(version)}
+                        yield encode(
+                            kind, {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta_only}
+                        )
+                elif kind == "ERROR":
+                    yield encode(kind, obj)
+                else:
+                    yield encode(kind, self.visible(principal, rt, obj))
 
         return StreamingResponse(events(), media_type=JSON)
 
@@ -528,67 +503,6 @@ class ApiServer:
                 "items": removed,
             }
         )
-
-    # ------------------------------------------------------------------ discovery
-
-    def discovery(self, group: str, version: str) -> Response:
-        kinds = self.scheme.in_group_version(group, version)
-        if not kinds:
-            raise not_found("", f"{group}/{version}" if group else version)
-        resources: list[dict[str, Any]] = []
-        for rt in kinds:
-            entry: dict[str, Any] = {
-                "name": rt.plural,
-                "singularName": rt.singular,
-                "namespaced": rt.namespaced,
-                "kind": rt.kind,
-                "verbs": list(rt.verbs) + (["deletecollection"] if "delete" in rt.verbs else []),
-                "storageVersionHash": base64.b64encode(rt.qualified.encode())[:11].decode(),
-            }
-            if rt.short_names:
-                entry["shortNames"] = list(rt.short_names)
-            if rt.categories:
-                entry["categories"] = list(rt.categories)
-            resources.append(entry)
-            for sub in sorted(rt.subresources):
-                sub_entry: dict[str, Any] = {
-                    "name": f"{rt.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": rt.namespaced,
-                    "kind": rt.kind,
-                    "verbs": ["get", "patch", "update"],
-                }
-                if sub == "scale":
-                    sub_entry.update(group="autoscaling", version="v1", kind="Scale")
-                resources.append(sub_entry)
-        gv = f"{group}/{version}" if group else version
-        return _response(
-            {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
-        )
-
-    def api_versions(self) -> dict[str, Any]:
-        versions = [v for g, v in self.scheme.group_versions() if g == ""]
-        return {
-            "kind": "APIVersions",
-            "versions": versions,
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
-        }
-
-    def api_groups(self) -> dict[str, Any]:
-        groups: dict[str, list[str]] = {}
-        for g, v in self.scheme.group_versions():
-            if g:
-                groups.setdefault(g, []).append(v)
-        return {
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [self._group(g, vs) for g, vs in groups.items()],
-        }
-
-    @staticmethod
-    def _group(group: str, versions: list[str]) -> dict[str, Any]:
-        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
 
 
 def _encode_continue(rv: int, key: tuple[str, str]) -> str:
@@ -668,20 +582,18 @@ def build_app(
 
     @app.get("/api")
     async def api_root(request: Request) -> Response:
-        return await guarded(request, server.api_versions)
+        return await guarded(request, lambda: discovery.api_versions(scheme))
 
     @app.get("/apis")
     async def apis_root(request: Request) -> Response:
-        return await guarded(request, server.api_groups)
+        return await guarded(request, lambda: discovery.api_groups(scheme))
 
     @app.get("/apis/{group}")
     async def api_group(request: Request, group: str) -> Response:
-        versions = [v for g, v in scheme.group_versions() if g == group]
-        if not versions:
+        found = discovery.api_group(scheme, group)
+        if found is None:
             return _error(not_found("", group))
-        return await guarded(
-            request, lambda: {"kind": "APIGroup", "apiVersion": "v1", **server._group(group, versions)}
-        )
+        return await guarded(request, lambda: found)
 
     openapi_v2 = openapi_v2_protobuf(title)
 
@@ -724,13 +636,13 @@ def build_app(
     @app.api_route("/api/{path:path}", methods=methods)
     async def core(request: Request, path: str) -> Response:
         if not path.strip("/") and request.method == "GET":
-            return await guarded(request, server.api_versions)
+            return await guarded(request, lambda: discovery.api_versions(scheme))
         return await server.handle(request, "api", path)
 
     @app.api_route("/apis/{path:path}", methods=methods)
     async def groups(request: Request, path: str) -> Response:
         if not path.strip("/") and request.method == "GET":
-            return await guarded(request, server.api_groups)
+            return await guarded(request, lambda: discovery.api_groups(scheme))
         return await server.handle(request, "apis", path)
 
     @app.exception_handler(ApiError)
