@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PREFIX = SettingsConfigDict(env_prefix="FEDERATION_", extra="ignore")
@@ -95,3 +95,15 @@ class ServerSettings(BaseSettings):
             return ipaddress.ip_address(self.listen_address).is_loopback
         except ValueError:
             return self.listen_address == "localhost"
+
+
+def describe_error(err: ValidationError) -> str:
+    """One line per problem naming the variable, never the value (it may be a secret)."""
+    lines = []
+    for problem in err.errors(include_input=False, include_url=False):
+        message = str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
+        variables = [f"FEDERATION_{str(part).upper()}" for part in problem.get("loc", ()) if str(part)]
+        if variables and not any(v in message for v in variables):
+            message = f"{', '.join(variables)}: {message}"
+        lines.append(message)
+    return "; ".join(lines)

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from pydantic import ValidationError
+
 from federation.api.runtime import Paths, database, serve
-from federation.settings import DatabaseSettings, SecuritySettings, ServerSettings
+from federation.settings import DatabaseSettings, SecuritySettings, ServerSettings, describe_error
 from federation.store import migrate
 
 
 def main() -> None:
-    db = DatabaseSettings()
-    server_settings = ServerSettings()
-    security = SecuritySettings()
+    try:
+        db = DatabaseSettings()
+        server_settings = ServerSettings()
+        security = SecuritySettings()
+    except ValidationError as err:
+        print(f"error: {describe_error(err)}", file=sys.stderr)
+        raise SystemExit(1) from None
     if server_settings.insecure_http and not server_settings.is_loopback():
         print("note: serving plain HTTP; only do this behind a TLS-terminating proxy", file=sys.stderr)
     paths = Paths(db.data_dir.resolve())

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from federation.api.runtime import run_up
+from federation.settings import describe_error
 
 
 def up(
@@ -32,8 +34,10 @@ def up(
 def _run(data_dir: Path | None, port: int | None) -> None:
     try:
         run_up(data_dir=data_dir, port=port)
+    except ValidationError as err:
+        typer.echo(f"error: {describe_error(err)}", err=True)
+        raise typer.Exit(1) from None
     except (OSError, ValueError) as err:
-        # ValueError covers invalid FEDERATION_* settings (pydantic's ValidationError).
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
 

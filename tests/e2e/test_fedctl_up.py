@@ -73,20 +73,54 @@ def test_first_run_creates_private_files_and_next_run_reuses_them(tmp_path: Path
         second.stop()
 
 
-def test_plain_http_only_when_asked(tmp_path: Path, database_url: str) -> None:
+BOOTSTRAP = "bootstrap-token-0123456789"
+
+
+def test_plain_http_only_when_asked_and_bootstrap_token(tmp_path: Path, database_url: str) -> None:
     running = start_federation(
-        tmp_path / "data", database_url=database_url, extra_env={"FEDERATION_INSECURE_HTTP": "true"}
+        tmp_path / "data",
+        database_url=database_url,
+        extra_env={"FEDERATION_INSECURE_HTTP": "true", "FEDERATION_BOOTSTRAP_TOKEN": BOOTSTRAP},
     )
     try:
         assert running.url.startswith("http://")
         with httpx.Client(base_url=running.url) as http:
             assert http.get("/healthz").status_code == 200
-            answer = http.get(
-                "/api/v1/namespaces", headers={"Authorization": f"Bearer {running.admin_token}"}
+            for token in (running.admin_token, BOOTSTRAP):
+                answer = http.get("/api/v1/namespaces", headers={"Authorization": f"Bearer {token}"})
+                assert answer.status_code == 200
+            editor = subprocess.run(
+                [FEDCTL, "token", "create", "--role", "editor", "--data-dir", str(running.data_dir)],
+                env={**os.environ, "FEDERATION_DATABASE_URL": database_url},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            as_editor = {"Authorization": f"Bearer {editor}"}
+            made = http.post(
+                "/api/v1/namespaces/default/secrets", json={"metadata": {"name": "e"}}, headers=as_editor
             )
-            assert answer.status_code == 200
+            assert made.status_code == 201
+            creds = http.get("/api/v1/namespaces/federation-system/secrets", headers=as_editor)
+            assert (creds.status_code, creds.json()["reason"]) == (403, "Forbidden")
     finally:
         running.stop()
+
+
+def test_weak_bootstrap_token_is_refused_with_one_line(tmp_path: Path, database_url: str) -> None:
+    env = {**os.environ, "FEDERATION_DATABASE_URL": database_url, "FEDERATION_BOOTSTRAP_TOKEN": "short"}
+    done = subprocess.run(
+        [FEDCTL, "up", "--data-dir", str(tmp_path / "data"), "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "FEDERATION_BOOTSTRAP_TOKEN must be at least 16 characters" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "short" not in done.stderr, "the rejected value must not be echoed"
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_migrations_ship_in_the_wheel(tmp_path: Path) -> None:
