@@ -1,17 +1,50 @@
 """The Kubernetes API machinery both servers share: the federation API (over Postgres) and each
-simulated member cluster (over memory). See ``server.build_app``."""
+simulated member cluster (over memory). See ``server.build_app``.
 
-from federation.apimachinery.auth import ROLES, SYSTEM_NAMESPACE, Authenticator, Principal, Role, authorize
-from federation.apimachinery.errors import ApiError, Cause
-from federation.apimachinery.kinds import CORE_KINDS, EVENTS, NAMESPACES, REPLICASETS, SECRETS
-from federation.apimachinery.memory import MemoryStorage
-from federation.apimachinery.objects import copy_json, meta, now_rfc3339
-from federation.apimachinery.registry import Registry, WriteOptions
-from federation.apimachinery.resources import Column, Obj, ResourceType, Scheme, Strategy
-from federation.apimachinery.schema import SchemaSet
-from federation.apimachinery.server import build_app
-from federation.apimachinery.storage import ListPage, Storage, WatchEvent
-from federation.apimachinery.watchcache import Change, WatchCache
+The names below are the public surface. They load on first use (PEP 562), so that importing a
+small module of this package (``auth``, ``errors``) does not pull in FastAPI and the schemas, and
+``fedctl`` starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from federation.apimachinery.auth import (
+        ROLES,
+        SYSTEM_NAMESPACE,
+        Authenticator,
+        Principal,
+        Role,
+        authorize,
+    )
+    from federation.apimachinery.errors import ApiError, Cause
+    from federation.apimachinery.kinds import CORE_KINDS, EVENTS, NAMESPACES, REPLICASETS, SECRETS
+    from federation.apimachinery.memory import MemoryStorage
+    from federation.apimachinery.objects import copy_json, meta, now_rfc3339
+    from federation.apimachinery.registry import Registry, WriteOptions
+    from federation.apimachinery.resources import Column, Obj, ResourceType, Scheme, Strategy
+    from federation.apimachinery.schema import SchemaSet
+    from federation.apimachinery.server import build_app
+    from federation.apimachinery.storage import ListPage, Storage, WatchEvent
+    from federation.apimachinery.watchcache import Change, WatchCache
+
+_WHERE = {
+    "auth": ("ROLES", "SYSTEM_NAMESPACE", "Authenticator", "Principal", "Role", "authorize"),
+    "errors": ("ApiError", "Cause"),
+    "kinds": ("CORE_KINDS", "EVENTS", "NAMESPACES", "REPLICASETS", "SECRETS"),
+    "memory": ("MemoryStorage",),
+    "objects": ("copy_json", "meta", "now_rfc3339"),
+    "registry": ("Registry", "WriteOptions"),
+    "resources": ("Column", "Obj", "ResourceType", "Scheme", "Strategy"),
+    "schema": ("SchemaSet",),
+    "server": ("build_app",),
+    "storage": ("ListPage", "Storage", "WatchEvent"),
+    "watchcache": ("Change", "WatchCache"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "CORE_KINDS",
@@ -46,3 +79,12 @@ __all__ = [
     "meta",
     "now_rfc3339",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -138,6 +138,9 @@ class SecretStrategy(Strategy):
 
 
 class EventStrategy(Strategy):
+    show_age = False
+    show_name = False
+
     def columns(self) -> list[Column]:
         def last_seen(o: Obj) -> str:
             return age(o.get("lastTimestamp") or o.get("eventTime") or meta(o).get("creationTimestamp"))

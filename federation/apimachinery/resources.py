@@ -36,6 +36,9 @@ class Strategy:
     has_generation: bool = False
     #: whether a ``status`` stanza is written only through the ``/status`` subresource
     has_status: bool = False
+    #: whether ``kubectl get`` shows AGE and NAME as usual (Events: LAST SEEN, and NAME only when wide)
+    show_age: bool = True
+    show_name: bool = True
 
     def prepare_for_create(self, obj: Obj) -> None:
         """Default and normalise a new object in place (after schema validation)."""
@@ -55,7 +58,8 @@ class Strategy:
         return obj
 
     def columns(self) -> list[Column]:
-        """Extra columns for tables, after NAME; AGE is appended by the table printer."""
+        """Columns for tables after NAME; the printer adds AGE before the wide (priority 1) ones
+        unless this list places ``tables.AGE`` itself."""
         return []
 
     def field_labels(self) -> Mapping[str, Callable[[Obj], str | None]]:

@@ -30,7 +30,9 @@ from federation.apimachinery import discovery, tables, watching
 from federation.apimachinery.auth import Authenticator, Principal, authorize
 from federation.apimachinery.errors import (
     ApiError,
+    Cause,
     bad_request,
+    gone,
     internal,
     method_not_allowed,
     not_found,
@@ -417,13 +419,31 @@ class ApiServer:
                 first = False
             return _dump({"type": kind, "object": obj}) + b"\n"
 
+        initial = q.get("sendInitialEvents")
+        if initial == "true" and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
+            raise invalid_watch_list()
+
         async def events() -> AsyncIterator[bytes]:
             since: int | None = int(rv_text) if rv_text not in ("", "0") else None
-            if since is None:
+            if initial == "true" or (initial is None and since is None):
+                # The current objects first: "Get State and Start at Most Recent", or a watch-list
+                # (kubectl 1.36 waits for the bookmark that ends the initial events).
                 page = await self.storage.list(rt, namespace, match=match)
+                if since is not None and page.resource_version < since:
+                    # asked for a state newer than the storage has: not served, as Kubernetes would time out
+                    yield encode("ERROR", gone(f"too large resource version: {since}").status())
+                    return
                 for obj in page.items:
                     yield encode("ADDED", self.visible(principal, rt, obj))
                 since = page.resource_version
+                if initial == "true":
+                    end = {
+                        "resourceVersion": str(since),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    }
+                    yield encode("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": end})
+            elif since is None:
+                since = await self.storage.current_version()
             stream = watching.follow(
                 self.storage.watch(rt, namespace, since=since, match=match),
                 since=since,
@@ -505,6 +525,21 @@ class ApiServer:
         )
 
 
+def invalid_watch_list() -> ApiError:
+    return ApiError(
+        422,
+        "Invalid",
+        "sendInitialEvents=true needs resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true",
+        causes=[
+            Cause(
+                "sendInitialEvents",
+                "Forbidden: needs resourceVersionMatch=NotOlderThan",
+                "FieldValueForbidden",
+            )
+        ],
+    )
+
+
 def _encode_continue(rv: int, key: tuple[str, str]) -> str:
     raw = _dump({"v": rv, "ns": key[0], "n": key[1]})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -555,7 +590,14 @@ def build_app(
             for hook in on_shutdown or []:
                 await hook()
 
-    app = FastAPI(title=title, openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
     app.state.api = server
 
     async def guarded(request: Request, produce: Callable[[], Any]) -> Response:
@@ -577,6 +619,7 @@ def build_app(
         return Response(b"ok", media_type="text/plain")
 
     @app.get("/version")
+    @app.get("/version/")
     async def version_info(request: Request) -> Response:
         return await guarded(request, lambda: version)
 

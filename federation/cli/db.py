@@ -1,4 +1,6 @@
-"""``fedctl db``: schema migrations, run as their own step before servers start."""
+"""``fedctl db``: schema migrations, run as their own step before servers start.
+
+Heavy imports (alembic, the store) happen inside the commands, so ``fedctl`` starts fast."""
 
 from __future__ import annotations
 
@@ -7,9 +9,7 @@ from typing import Annotated
 
 import typer
 
-from federation.api.runtime import Paths, database
 from federation.settings import DatabaseSettings
-from federation.store import migrate
 
 app = typer.Typer(help="Manage the federation database schema.", no_args_is_help=True)
 
@@ -29,6 +29,9 @@ def upgrade(
 
     Example: FEDERATION_DATABASE_URL=postgresql://fed@db/fed fedctl db upgrade
     """
+    from federation.api.runtime import Paths, database
+    from federation.store import migrate
+
     settings = DatabaseSettings()
     with database(settings, Paths((data_dir or settings.data_dir).resolve())) as url:
         migrate.upgrade(url, revision)
@@ -44,6 +47,9 @@ def downgrade(
 
     Example: fedctl db downgrade base --data-dir ./data
     """
+    from federation.api.runtime import Paths, database
+    from federation.store import migrate
+
     settings = DatabaseSettings()
     with database(settings, Paths((data_dir or settings.data_dir).resolve())) as url:
         migrate.downgrade(url, revision)
@@ -53,6 +59,9 @@ def downgrade(
 @app.command()
 def current(data_dir: DataDir = None) -> None:
     """Print the revision the database is at."""
+    from federation.api.runtime import Paths, database
+    from federation.store import migrate
+
     settings = DatabaseSettings()
     with database(settings, Paths((data_dir or settings.data_dir).resolve())) as url:
         typer.echo(migrate.current(url) or "base")

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from federation.api.runtime import run_up
 from federation.settings import describe_error
 
 
@@ -32,6 +31,8 @@ def up(
 
 
 def _run(data_dir: Path | None, port: int | None) -> None:
+    from federation.api.runtime import run_up
+
     try:
         run_up(data_dir=data_dir, port=port)
     except ValidationError as err:

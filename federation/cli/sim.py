@@ -14,17 +14,8 @@ from typing import Annotated
 
 import typer
 
-from federation.sim import (
-    ERROR_CODES,
-    FAULT_MODES,
-    ControlClient,
-    ControlError,
-    Fault,
-    SimulatorError,
-    SimulatorRuntime,
-    cluster_specs,
-    serve_until_signalled,
-)
+from federation.sim.control import ControlClient, ControlError
+from federation.sim.faults import ERROR_CODES, FAULT_MODES, Fault
 
 app = typer.Typer(
     help="Simulated member clusters that speak the Kubernetes API on loopback.", no_args_is_help=True
@@ -73,6 +64,14 @@ def up(
 
     Example: fedctl sim up --clusters us-central1,europe-west1,asia-east1 --kubeconfig ./sim.kubeconfig
     """
+    # The server side is imported here, so the client commands start fast.
+    from federation.sim.simulator import (
+        SimulatorError,
+        SimulatorRuntime,
+        cluster_specs,
+        serve_until_signalled,
+    )
+
     names = [c.strip() for c in clusters.split(",") if c.strip()]
     try:
         specs = cluster_specs(names, nodes=nodes, pods_per_node=pods_per_node, start_delay=start_delay)

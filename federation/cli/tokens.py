@@ -12,10 +12,8 @@ from typing import Annotated
 
 import typer
 
-from federation.api.runtime import Paths, database
-from federation.apimachinery import ROLES
+from federation.apimachinery.auth import ROLES
 from federation.settings import DatabaseSettings
-from federation.store import TokenStore, make_engine
 
 app = typer.Typer(help="Create, list and delete API tokens.", no_args_is_help=True)
 
@@ -28,6 +26,9 @@ DataDir = Annotated[
 
 
 def _with_store(data_dir: Path | None, action: str, *args: str) -> object:
+    from federation.api.runtime import Paths, database
+    from federation.store import TokenStore, make_engine
+
     settings = DatabaseSettings()
 
     async def run(url: str) -> object:

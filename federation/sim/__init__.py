@@ -8,23 +8,52 @@ Public surface (everything else in this package is private to it):
 * :class:`Fault` / :data:`FAULT_MODES` and :class:`ControlClient` to break and heal a running simulator;
 * :func:`address_of` to read a LoadBalancer Service's regional address from its status.
 
-See ``docs/simulator.md``.
+Names are loaded on first use (PEP 562), so a client of a running simulator (``fedctl sim fail``)
+does not import the server machinery. See ``docs/simulator.md``.
 """
 
-from federation.sim.addresses import address_of
-from federation.sim.cluster import VERSION_INFO, ClusterSpec, SimulatedCluster
-from federation.sim.control import CONTROL_EXTENSION, ControlClient, ControlError
-from federation.sim.faults import ERROR_CODES, FAULT_MODES, Fault, FaultMode
-from federation.sim.simulator import (
-    READY_LINE,
-    Simulator,
-    SimulatorError,
-    SimulatorProcess,
-    SimulatorRuntime,
-    UnknownCluster,
-    cluster_specs,
-    serve_until_signalled,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from federation.sim.addresses import address_of
+    from federation.sim.cluster import VERSION_INFO, ClusterSpec, SimulatedCluster
+    from federation.sim.control import CONTROL_EXTENSION, ControlClient, ControlError
+    from federation.sim.faults import ERROR_CODES, FAULT_MODES, Fault, FaultMode
+    from federation.sim.simulator import (
+        READY_LINE,
+        Simulator,
+        SimulatorError,
+        SimulatorProcess,
+        SimulatorRuntime,
+        UnknownCluster,
+        cluster_specs,
+        serve_until_signalled,
+    )
+
+_HOMES = {
+    "address_of": "addresses",
+    "VERSION_INFO": "cluster",
+    "ClusterSpec": "cluster",
+    "SimulatedCluster": "cluster",
+    "CONTROL_EXTENSION": "control",
+    "ControlClient": "control",
+    "ControlError": "control",
+    "ERROR_CODES": "faults",
+    "FAULT_MODES": "faults",
+    "Fault": "faults",
+    "FaultMode": "faults",
+    "READY_LINE": "simulator",
+    "Simulator": "simulator",
+    "SimulatorError": "simulator",
+    "SimulatorProcess": "simulator",
+    "SimulatorRuntime": "simulator",
+    "UnknownCluster": "simulator",
+    "cluster_specs": "simulator",
+    "serve_until_signalled": "simulator",
+}
 
 __all__ = [
     "CONTROL_EXTENSION",
@@ -47,3 +76,12 @@ __all__ = [
     "cluster_specs",
     "serve_until_signalled",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'federation.sim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"federation.sim.{home}"), name)
+    globals()[name] = value
+    return value

@@ -145,8 +145,9 @@ class LoadBalancers:
         return Result()
 
     async def _write_ingress(self, svc: Obj, ingress: list[dict[str, Any]] | None) -> None:
-        updated = copy_json(svc)
-        status = updated.get("status") if isinstance(updated.get("status"), dict) else {}
+        updated: Obj = copy_json(svc)
+        current = updated.get("status")
+        status: dict[str, Any] = current if isinstance(current, dict) else {}
         status["loadBalancer"] = {"ingress": ingress} if ingress else {}
         updated["status"] = status
         await self.storage.update(self.services, updated, precondition_rv=int(meta(svc)["resourceVersion"]))

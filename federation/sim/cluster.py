@@ -305,16 +305,6 @@ class SimulatedCluster:
         self.workload.set_node_count(count)
         self._workload_queue.add(NODEPOOL)
 
-    async def settle(self, within: float = 10.0) -> None:
-        """Wait until the controllers have nothing queued (tests; start delays may still be pending)."""
-        async with asyncio.timeout(within):
-            while True:
-                await asyncio.sleep(0)
-                await self._workload_queue.wait_idle()
-                await self._service_queue.wait_idle()
-                if self._workload_queue.idle and self._service_queue.idle:
-                    return
-
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -32,6 +32,7 @@ from federation.apimachinery.errors import Cause, invalid
 from federation.apimachinery.kinds import CORE_KINDS
 from federation.apimachinery.objects import meta
 from federation.apimachinery.resources import Column, Obj, ResourceType, Scheme, Strategy
+from federation.apimachinery.tables import AGE
 
 NODE_PORT_RANGE = (30000, 32767)
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -581,6 +582,7 @@ class NodeStrategy(Strategy):
         return [
             Column("Status", "string", node_status_cell, "The status of the node"),
             Column("Roles", "string", node_roles_cell, "The roles of the node"),
+            AGE,
             Column(
                 "Version",
                 "string",

@@ -51,7 +51,6 @@ class WorkQueue(Generic[K]):
         self._wakeup = asyncio.Event()
         self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}
         self._failures: dict[K, int] = {}
-        self._busy = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
@@ -87,10 +86,6 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     @property
-    def idle(self) -> bool:
-        return not self._queued and not self._busy
-
-    @property
     def pending_timers(self) -> int:
         return len(self._timers)
 
@@ -108,7 +103,6 @@ class WorkQueue(Generic[K]):
                 continue
             key = next(iter(self._queued))
             del self._queued[key]
-            self._busy = True
             try:
                 result = await self._reconcile(key)
             except asyncio.CancelledError:
@@ -116,14 +110,13 @@ class WorkQueue(Generic[K]):
             except ApiError as err:
                 self._retry(key, f"{err.code} {err.reason}: {err.message}")
             except Exception:
-                log.exception("%s: reconcile of %r failed", self.name, key)
+                if key not in self._failures:  # logged once per run of failures, then retried quietly
+                    log.exception("%s: reconcile of %r failed; retrying with backoff", self.name, key)
                 self._retry(key, None)
             else:
                 self._failures.pop(key, None)
                 if result.requeue_after is not None:
                     self.add_after(key, result.requeue_after)
-            finally:
-                self._busy = False
 
     def _retry(self, key: K, why: str | None) -> None:
         count = self._failures.get(key, 0) + 1
@@ -131,6 +124,8 @@ class WorkQueue(Generic[K]):
         delay = min(MAX_BACKOFF, BASE_BACKOFF * 2 ** (count - 1))
         if why is not None and count == 1:
             log.info("%s: reconcile of %r: %s; retrying", self.name, key, why)
+        elif count > 1:
+            log.debug("%s: reconcile of %r failed %d times; next try in %.3fs", self.name, key, count, delay)
         self.add_after(key, delay)
 
     def close(self) -> None:

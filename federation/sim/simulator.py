@@ -302,15 +302,6 @@ class Simulator:
     def cluster(self, name: str) -> SimulatedCluster:
         return self.runtime.cluster(name)
 
-    def settle(self, timeout: float = 10.0) -> None:
-        """Block until every cluster's controllers have nothing queued."""
-
-        async def settle_all() -> None:
-            for cluster in self.runtime.clusters.values():
-                await cluster.settle(timeout)
-
-        self.call(settle_all(), timeout=timeout + 5)
-
     def stop(self) -> None:
         thread, loop, stop = self._thread, self._loop, self._stop
         if thread is None:

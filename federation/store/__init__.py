@@ -8,6 +8,7 @@
 * :mod:`federation.store.migrate`: ``upgrade``/``downgrade``/``current`` of the schema.
 """
 
+from federation.apimachinery.auth import ROLES, Role
 from federation.store import migrate
 from federation.store.embedded import EmbeddedPostgres, client_bin_dir
 from federation.store.engine import database_url, make_engine
@@ -20,7 +21,7 @@ from federation.store.sealing import (
     generate_key_material,
     identity_aad,
 )
-from federation.store.tokens import ROLES, Role, TokenInfo, TokenStore
+from federation.store.tokens import TokenInfo, TokenStore
 
 __all__ = [
     "ROLES",

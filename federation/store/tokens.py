@@ -16,16 +16,13 @@ import secrets
 import string
 import time
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from federation.apimachinery.auth import ROLES, Role
 from federation.store.models import tokens
-
-Role = Literal["viewer", "editor", "admin"]
-ROLES: tuple[Role, ...] = get_args(Role)
 
 PREFIX = "fed_"
 _ALPHABET = string.digits + string.ascii_letters

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import json
@@ -257,6 +258,7 @@ class LoadResult:
     ended: float = 0.0
     cpu_seconds: float = 0.0  # this process's user + system time during the load
     send_lag_max: float = 0.0  # open loop: how late the client sent its latest request
+    reconnects: int = 0  # open loop: idle connections the server had closed
 
     def record(self, status: int, latency: float, expect: int, body: bytes) -> None:
         self.latencies.append(latency)
@@ -338,7 +340,7 @@ async def _closed_loop(
 async def _open_loop(
     load: Load, make: Callable[[int], bytes], conns: list[Http1], tls: ssl.SSLContext, result: LoadResult
 ) -> None:
-    idle = list(conns)
+    idle = collections.deque(conns)  # first in, first out: every connection stays in use
     opened = len(conns)
     freed = asyncio.Condition()
     offsets = arrival_times(load.rate, min(load.max_requests, math.floor(load.rate * load.seconds)))
@@ -351,14 +353,25 @@ async def _open_loop(
             while not idle and opened >= load.max_connections:
                 await freed.wait()
             if idle:
-                conn = idle.pop()
+                conn = idle.popleft()
             else:
                 opened += 1
         if conn is None:  # a new connection: its handshake counts in this request's latency
             conn = await Http1.open(load.host, load.port, tls)
             conns.append(conn)
         result.send_lag_max = max(result.send_lag_max, time.perf_counter() - scheduled)
-        status, body = await conn.request(make(i))
+        raw = make(i)
+        try:
+            status, body = await conn.request(raw)
+        except (HttpError, ConnectionError):
+            # The server closed this keep-alive connection while it was idle (uvicorn does after
+            # 5 s): reconnect and send again, as HTTP clients do; the time counts in the latency.
+            result.reconnects += 1
+            await conn.close()
+            conns.remove(conn)
+            conn = await Http1.open(load.host, load.port, tls)
+            conns.append(conn)
+            status, body = await conn.request(raw)
         result.record(status, time.perf_counter() - scheduled, load.expect, body)
         async with freed:
             idle.append(conn)
@@ -636,6 +649,8 @@ class Bench:
         notes = [f"first error {r.first_error}" for r in results if r.first_error][:1]
         if rate > 0:
             notes.append(f"client sent {max(r.send_lag_max for r in results) * 1000:.1f} ms late at most")
+            if reconnects := sum(r.reconnects for r in results):
+                notes.append(f"{reconnects} requests reconnected (server closed an idle connection)")
         row.note = "; ".join(notes)
         if record:
             self._record(row)

@@ -82,17 +82,16 @@ class Kubectl:
         self.binary = binary
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home)}
 
-    def __call__(self, *args: str) -> str:
-        done = subprocess.run(
-            [str(self.binary), *args], env=self.env, capture_output=True, text=True, timeout=60
-        )
+    def __call__(self, *args: str, editor: str | None = None) -> str:
+        env = {**self.env, "KUBE_EDITOR": editor} if editor else self.env
+        done = subprocess.run([str(self.binary), *args], env=env, capture_output=True, text=True, timeout=20)
         assert done.returncode == 0, f"kubectl {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
     def until(self, *args: str, want: str, within: float = 15.0) -> str:
         deadline = time.monotonic() + within
         while True:
-            out = self("".join(args[:1]), *args[1:])
+            out = self(*args)
             if out.strip() == want or time.monotonic() > deadline:
                 assert out.strip() == want, f"kubectl {' '.join(args)}: {out!r} != {want!r}"
                 return out
@@ -167,6 +166,14 @@ def test_kubectl_workflow(sim: Simulator, tmp_path: Path, which: str) -> None:
     assert rs["metadata"]["generation"] == 2
     kubectl.until("get", "rs", "web", "-n", ns, "-o", "jsonpath={.status.readyReplicas}", want="3")
 
+    assert "replicaset.apps/web scaled" in kubectl("scale", "rs", "web", "-n", ns, "--replicas=5")
+    kubectl.until("get", "rs", "web", "-n", ns, "-o", "jsonpath={.status.readyReplicas}", want="5")
+    assert "replicaset.apps/web labeled" in kubectl("label", "rs", "web", "-n", ns, "tier=front")
+    edited = kubectl("edit", "rs", "web", "-n", ns, editor="sed -i -e 's/replicas: 5/replicas: 4/'")
+    assert "replicaset.apps/web edited" in edited
+    labelled = json.loads(kubectl("get", "rs", "web", "-n", ns, "-o", "json"))
+    assert labelled["metadata"]["labels"] == {"app": "web", "tier": "front"}
+    assert labelled["spec"]["replicas"] == 4
     assert "replicaset.apps/web scaled" in kubectl("scale", "rs", "web", "-n", ns, "--replicas=5")
     kubectl.until("get", "rs", "web", "-n", ns, "-o", "jsonpath={.status.readyReplicas}", want="5")
     pods = kubectl("get", "pods", "-n", ns, "-l", "app=web").splitlines()

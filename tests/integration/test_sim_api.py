@@ -1,4 +1,4 @@
-"""A simulated cluster through the official client, typed and dynamic, exactly as the federation reaches it."""
+"""A simulated cluster through the official client, typed and dynamic, as the federation reaches it."""
 
 from __future__ import annotations
 
@@ -70,10 +70,13 @@ def status_of(err: ApiException) -> dict[str, Any]:
     return body
 
 
-def test_version_discovery_and_the_system_objects(api: client.ApiClient) -> None:
+def test_version(api: client.ApiClient) -> None:
     version = client.VersionApi(api).get_code()
     assert (version.major, version.minor) == ("1", "32")
     assert version.git_version.endswith("-sim")
+
+
+def test_discovery_and_the_system_objects(api: client.ApiClient) -> None:
     core = client.CoreV1Api(api)
     names = {r.name for r in core.get_api_resources().resources}
     assert {
@@ -107,9 +110,8 @@ def test_every_cluster_has_its_own_context_and_token(sim: Simulator) -> None:
 
 
 def test_requests_without_a_token_get_401(sim: Simulator) -> None:
-    with api_client(sim.kubeconfig, CLUSTER, token=False) as anonymous:
-        with pytest.raises(ApiException) as caught:
-            client.CoreV1Api(anonymous).list_namespace()
+    with api_client(sim.kubeconfig, CLUSTER, token=False) as anonymous, pytest.raises(ApiException) as caught:
+        client.CoreV1Api(anonymous).list_namespace()
     assert caught.value.status == 401
     assert status_of(caught.value)["reason"] == "Unauthorized"
 

@@ -54,7 +54,9 @@ def script_of(console_blocks: list[str]) -> str:
                 out.append(f"{command[:-1]} > bg.log 2>&1 &")
                 out.append("BG_PID=$!")
                 out.append(f"for _ in $(seq 600); do grep -q '{READY_LINE}' bg.log && break; sleep 0.1; done")
-                out.append(f"grep -q '{READY_LINE}' bg.log || {{ cat bg.log >&2; echo 'not ready' >&2; exit 1; }}")
+                out.append(
+                    f"grep -q '{READY_LINE}' bg.log || {{ cat bg.log >&2; echo 'not ready' >&2; exit 1; }}"
+                )
                 continue
             text = "\n".join([command, *body])
             if expect_failure:
@@ -64,12 +66,16 @@ def script_of(console_blocks: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None or shutil.which("curl") is None, reason="needs kubectl and curl")
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None or shutil.which("curl") is None, reason="needs kubectl and curl"
+)
 def test_console_examples_run(tmp_path: Path) -> None:
     script = tmp_path / "doc.sh"
     script.write_text(script_of(blocks("console")))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "HOME": str(tmp_path)}
-    done = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{(tmp_path / 'bg.log').read_text()}"
     assert "us-central1" in done.stdout
     assert '"cluster": "us-central1"' in done.stdout
@@ -78,6 +84,8 @@ def test_console_examples_run(tmp_path: Path) -> None:
 
 def test_python_examples_run(tmp_path: Path) -> None:
     for code in blocks("python"):
-        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         assert "asia-east1-node-0" in done.stdout

@@ -233,3 +233,26 @@ def raw_get(sim: Simulator, path: str) -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def test_stopping_a_blackholed_simulator_ends_held_requests(tmp_path_factory: pytest.TempPathFactory) -> None:
+    kubeconfig = tmp_path_factory.mktemp("stop") / "sim.kubeconfig"
+    outcome: list[BaseException] = []
+    with Simulator(["solo"], kubeconfig=kubeconfig, nodes=1) as solo, api_client(kubeconfig, "solo") as api:
+        solo.fail("solo", "blackhole")
+
+        def call() -> None:
+            try:
+                client.CoreV1Api(api).list_namespace(_request_timeout=20)
+            except (urllib3.exceptions.HTTPError, ApiException) as err:
+                outcome.append(err)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        solo.stop()
+        assert time.monotonic() - started < 5
+        caller.join(10)
+    assert not caller.is_alive()
+    assert outcome  # the held request was cut, not answered

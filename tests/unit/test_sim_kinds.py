@@ -8,10 +8,10 @@ import pytest
 
 from federation.apimachinery.errors import ApiError
 from federation.apimachinery.resources import Obj
+from federation.apimachinery.tables import columns_of
 from federation.sim.kinds import (
     REPAIR_GRACE_SECONDS,
     ClusterNetwork,
-    NodeStrategy,
     PodStrategy,
     ServiceStrategy,
     cluster_scheme,
@@ -240,15 +240,17 @@ def test_pod_status_column(status: dict[str, Any], deleting: bool, shown: str) -
 
 
 def test_table_columns_follow_kubectl() -> None:
-    assert [c.name for c in PodStrategy().columns() if c.priority == 0] == ["Ready", "Status", "Restarts"]
-    assert [c.name for c in NodeStrategy().columns() if c.priority == 0] == ["Status", "Roles", "Version"]
-    svc_columns = ServiceStrategy(ClusterNetwork("10.130.0.0/16")).columns()
-    assert [c.name for c in svc_columns if c.priority == 0] == [
-        "Type",
-        "Cluster-IP",
-        "External-IP",
-        "Port(s)",
-    ]
+    scheme = cluster_scheme(ClusterNetwork("10.130.0.0/16"))
+
+    def printed(plural: str) -> list[str]:
+        rt = scheme.lookup("", "v1", plural)
+        assert rt is not None
+        return [c.name for c in columns_of(rt)]
+
+    assert printed("pods") == ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"]
+    assert printed("nodes")[:5] == ["Name", "Status", "Roles", "Age", "Version"]
+    assert printed("services") == ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age", "Selector"]
+    assert printed("events") == ["Last Seen", "Type", "Reason", "Object", "Message", "Name"]
 
 
 def test_cluster_scheme_serves_the_shared_and_the_simulated_kinds() -> None:
