@@ -16,21 +16,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from federation.apimachinery.errors import Cause, bad_request
-from federation.apimachinery.objects import age, meta
+from federation.apimachinery.objects import age, dig, meta
 from federation.apimachinery.resources import Column, Obj, ResourceType, Strategy
 from federation.apimachinery.selectors import label_selector_from_object
 from federation.apimachinery.validation import dns1123_label
 
 SECRET_SIZE_LIMIT = 1024 * 1024
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-
-
-def _dig(obj: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
 
 
 class NamespaceStrategy(Strategy):
@@ -53,10 +45,10 @@ class NamespaceStrategy(Strategy):
         return dns1123_label(str(meta(obj).get("name", "")), "metadata.name")
 
     def columns(self) -> list[Column]:
-        return [Column("Status", "string", lambda o: _dig(o, "status", "phase") or "")]
+        return [Column("Status", "string", lambda o: dig(o, "status", "phase") or "")]
 
     def field_labels(self) -> Mapping[str, Callable[[Obj], str | None]]:
-        return {"status.phase": lambda o: _dig(o, "status", "phase")}
+        return {"status.phase": lambda o: dig(o, "status", "phase")}
 
 
 class SecretStrategy(Strategy):
@@ -159,7 +151,7 @@ class EventStrategy(Strategy):
 
     def field_labels(self) -> Mapping[str, Callable[[Obj], str | None]]:
         def io(field: str) -> Callable[[Obj], str | None]:
-            return lambda o: _str_or_none(_dig(o, "involvedObject", field))
+            return lambda o: _str_or_none(dig(o, "involvedObject", field))
 
         return {
             "involvedObject.kind": io("kind"),
@@ -169,7 +161,7 @@ class EventStrategy(Strategy):
             "involvedObject.apiVersion": io("apiVersion"),
             "reason": lambda o: _str_or_none(o.get("reason")),
             "type": lambda o: _str_or_none(o.get("type")),
-            "source": lambda o: _str_or_none(_dig(o, "source", "component")),
+            "source": lambda o: _str_or_none(dig(o, "source", "component")),
         }
 
 
@@ -188,7 +180,7 @@ class ReplicaSetStrategy(Strategy):
         spec.setdefault("minReadySeconds", 0)
         m = meta(obj)
         if not m.get("labels"):
-            template_labels = _dig(spec, "template", "metadata", "labels")
+            template_labels = dig(spec, "template", "metadata", "labels")
             if template_labels:
                 m["labels"] = dict(template_labels)
         obj["status"] = {"replicas": 0}
@@ -208,7 +200,7 @@ class ReplicaSetStrategy(Strategy):
                 Cause("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")
             )
         selector = spec.get("selector")
-        template_labels = _dig(spec, "template", "metadata", "labels") or {}
+        template_labels = dig(spec, "template", "metadata", "labels") or {}
         if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
             causes.append(Cause("spec.selector", "Required value", "FieldValueRequired"))
         else:
@@ -224,7 +216,7 @@ class ReplicaSetStrategy(Strategy):
                             "Invalid value: `selector` does not match template `labels`",
                         )
                     )
-        containers = _dig(spec, "template", "spec", "containers")
+        containers = dig(spec, "template", "spec", "containers")
         if not containers:
             causes.append(Cause("spec.template.spec.containers", "Required value", "FieldValueRequired"))
         else:
@@ -247,15 +239,15 @@ class ReplicaSetStrategy(Strategy):
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         causes = self.validate(new)
-        if _dig(new, "spec", "selector") != _dig(old, "spec", "selector"):
+        if dig(new, "spec", "selector") != dig(old, "spec", "selector"):
             causes.append(Cause("spec.selector", "Invalid value: field is immutable"))
         return causes
 
     def columns(self) -> list[Column]:
         return [
-            Column("Desired", "integer", lambda o: _dig(o, "spec", "replicas") or 0),
-            Column("Current", "integer", lambda o: _dig(o, "status", "replicas") or 0),
-            Column("Ready", "integer", lambda o: _dig(o, "status", "readyReplicas") or 0),
+            Column("Desired", "integer", lambda o: dig(o, "spec", "replicas") or 0),
+            Column("Current", "integer", lambda o: dig(o, "status", "replicas") or 0),
+            Column("Ready", "integer", lambda o: dig(o, "status", "readyReplicas") or 0),
         ]
 
 

@@ -23,6 +23,15 @@ def _copy(value: Any) -> Any:
     return value
 
 
+def dig(obj: Any, *path: str) -> Any:
+    """The value at ``path`` in nested dicts (``dig(rs, "spec", "replicas")``), None where absent."""
+    for part in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
 def meta(obj: Obj) -> dict[str, Any]:
     """``obj.metadata``, created empty when missing."""
     m = obj.get("metadata")

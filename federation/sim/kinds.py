@@ -30,7 +30,7 @@ from typing import Any
 
 from federation.apimachinery.errors import Cause, invalid
 from federation.apimachinery.kinds import CORE_KINDS
-from federation.apimachinery.objects import meta
+from federation.apimachinery.objects import dig, meta
 from federation.apimachinery.resources import Column, Obj, ResourceType, Scheme, Strategy
 from federation.apimachinery.tables import AGE
 
@@ -40,14 +40,6 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 REPAIR_GRACE_SECONDS = 30.0
 """An allocation younger than this is kept by :meth:`ClusterNetwork.repair` even when no stored
 Service holds it yet (its create may still be on its way to the store)."""
-
-
-def _dig(obj: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
 
 
 class ClusterNetwork:
@@ -343,8 +335,8 @@ class ServiceStrategy(Strategy):
 
     def columns(self) -> list[Column]:
         return [
-            Column("Type", "string", lambda o: _dig(o, "spec", "type") or "ClusterIP"),
-            Column("Cluster-IP", "string", lambda o: _dig(o, "spec", "clusterIP") or "<none>"),
+            Column("Type", "string", lambda o: dig(o, "spec", "type") or "ClusterIP"),
+            Column("Cluster-IP", "string", lambda o: dig(o, "spec", "clusterIP") or "<none>"),
             Column("External-IP", "string", service_external_ip),
             Column("Port(s)", "string", service_ports_cell),
             Column("Selector", "string", service_selector_cell, priority=1),
@@ -352,8 +344,8 @@ class ServiceStrategy(Strategy):
 
     def field_labels(self) -> Mapping[str, Callable[[Obj], str | None]]:
         return {
-            "spec.clusterIP": lambda o: _dig(o, "spec", "clusterIP"),
-            "spec.type": lambda o: _dig(o, "spec", "type"),
+            "spec.clusterIP": lambda o: dig(o, "spec", "clusterIP"),
+            "spec.type": lambda o: dig(o, "spec", "type"),
         }
 
 
@@ -364,7 +356,7 @@ def service_external_ip(obj: Obj) -> str:
         return str(spec.get("externalName") or "<none>")
     external = list(spec.get("externalIPs") or [])
     if kind == "LoadBalancer":
-        for ingress in _dig(obj, "status", "loadBalancer", "ingress") or []:
+        for ingress in dig(obj, "status", "loadBalancer", "ingress") or []:
             if isinstance(ingress, dict):
                 external.append(ingress.get("ip") or ingress.get("hostname") or "")
         return ",".join(e for e in external if e) or "<pending>"
@@ -382,7 +374,7 @@ def service_ports_cell(obj: Obj) -> str:
 
 
 def service_selector_cell(obj: Obj) -> str:
-    selector = _dig(obj, "spec", "selector") or {}
+    selector = dig(obj, "spec", "selector") or {}
     return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>"
 
 
@@ -422,8 +414,8 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
 
 
 def container_ready_counts(obj: Obj) -> tuple[int, int]:
-    statuses = _dig(obj, "status", "containerStatuses") or []
-    total = len(_dig(obj, "spec", "containers") or [])
+    statuses = dig(obj, "status", "containerStatuses") or []
+    total = len(dig(obj, "spec", "containers") or [])
     ready = sum(1 for s in statuses if isinstance(s, dict) and s.get("ready"))
     return ready, total
 
@@ -444,7 +436,7 @@ def pod_status_reason(obj: Obj) -> str:
 
 
 def pod_restarts(obj: Obj) -> int:
-    return sum(int(cs.get("restartCount") or 0) for cs in _dig(obj, "status", "containerStatuses") or [])
+    return sum(int(cs.get("restartCount") or 0) for cs in dig(obj, "status", "containerStatuses") or [])
 
 
 class PodStrategy(Strategy):
@@ -463,7 +455,7 @@ class PodStrategy(Strategy):
 
     def validate(self, obj: Obj) -> list[Cause]:
         causes: list[Cause] = []
-        containers = _dig(obj, "spec", "containers")
+        containers = dig(obj, "spec", "containers")
         if not containers:
             causes.append(Cause("spec.containers", "Required value", "FieldValueRequired"))
             return causes
@@ -485,8 +477,8 @@ class PodStrategy(Strategy):
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         causes = self.validate(new)
-        old_node = _dig(old, "spec", "nodeName")
-        if old_node and _dig(new, "spec", "nodeName") != old_node:
+        old_node = dig(old, "spec", "nodeName")
+        if old_node and dig(new, "spec", "nodeName") != old_node:
             causes.append(
                 Cause(
                     "spec.nodeName",
@@ -517,14 +509,14 @@ class PodStrategy(Strategy):
             Column(
                 "IP",
                 "string",
-                lambda o: _dig(o, "status", "podIP") or "<none>",
+                lambda o: dig(o, "status", "podIP") or "<none>",
                 "The pod's IP address.",
                 priority=1,
             ),
             Column(
                 "Node",
                 "string",
-                lambda o: _dig(o, "spec", "nodeName") or "<none>",
+                lambda o: dig(o, "spec", "nodeName") or "<none>",
                 "The node the pod runs on.",
                 priority=1,
             ),
@@ -532,13 +524,13 @@ class PodStrategy(Strategy):
 
     def field_labels(self) -> Mapping[str, Callable[[Obj], str | None]]:
         return {
-            "spec.nodeName": lambda o: _dig(o, "spec", "nodeName") or "",
-            "spec.restartPolicy": lambda o: _dig(o, "spec", "restartPolicy"),
-            "spec.schedulerName": lambda o: _dig(o, "spec", "schedulerName"),
-            "spec.serviceAccountName": lambda o: _dig(o, "spec", "serviceAccountName"),
-            "status.phase": lambda o: _dig(o, "status", "phase"),
-            "status.podIP": lambda o: _dig(o, "status", "podIP") or "",
-            "status.nominatedNodeName": lambda o: _dig(o, "status", "nominatedNodeName") or "",
+            "spec.nodeName": lambda o: dig(o, "spec", "nodeName") or "",
+            "spec.restartPolicy": lambda o: dig(o, "spec", "restartPolicy"),
+            "spec.schedulerName": lambda o: dig(o, "spec", "schedulerName"),
+            "spec.serviceAccountName": lambda o: dig(o, "spec", "serviceAccountName"),
+            "status.phase": lambda o: dig(o, "status", "phase"),
+            "status.podIP": lambda o: dig(o, "status", "podIP") or "",
+            "status.nominatedNodeName": lambda o: dig(o, "status", "nominatedNodeName") or "",
         }
 
 
@@ -546,7 +538,7 @@ class PodStrategy(Strategy):
 
 
 def node_ready(obj: Obj) -> bool:
-    for cond in _dig(obj, "status", "conditions") or []:
+    for cond in dig(obj, "status", "conditions") or []:
         if isinstance(cond, dict) and cond.get("type") == "Ready":
             return cond.get("status") == "True"
     return False
@@ -554,7 +546,7 @@ def node_ready(obj: Obj) -> bool:
 
 def node_status_cell(obj: Obj) -> str:
     text = "Ready" if node_ready(obj) else "NotReady"
-    if _dig(obj, "spec", "unschedulable"):
+    if dig(obj, "spec", "unschedulable"):
         text += ",SchedulingDisabled"
     return text
 
@@ -569,7 +561,7 @@ def node_roles_cell(obj: Obj) -> str:
 
 
 def node_internal_ip(obj: Obj) -> str:
-    for addr in _dig(obj, "status", "addresses") or []:
+    for addr in dig(obj, "status", "addresses") or []:
         if isinstance(addr, dict) and addr.get("type") == "InternalIP":
             return str(addr.get("address", ""))
     return "<none>"
@@ -586,26 +578,26 @@ class NodeStrategy(Strategy):
             Column(
                 "Version",
                 "string",
-                lambda o: _dig(o, "status", "nodeInfo", "kubeletVersion") or "",
+                lambda o: dig(o, "status", "nodeInfo", "kubeletVersion") or "",
                 "Kubelet Version",
             ),
             Column("Internal-IP", "string", node_internal_ip, "The node's internal IP", priority=1),
             Column(
                 "OS-Image",
                 "string",
-                lambda o: _dig(o, "status", "nodeInfo", "osImage") or "<unknown>",
+                lambda o: dig(o, "status", "nodeInfo", "osImage") or "<unknown>",
                 priority=1,
             ),
             Column(
                 "Container-Runtime",
                 "string",
-                lambda o: _dig(o, "status", "nodeInfo", "containerRuntimeVersion") or "<unknown>",
+                lambda o: dig(o, "status", "nodeInfo", "containerRuntimeVersion") or "<unknown>",
                 priority=1,
             ),
         ]
 
     def field_labels(self) -> Mapping[str, Callable[[Obj], str | None]]:
-        return {"spec.unschedulable": lambda o: "true" if _dig(o, "spec", "unschedulable") else "false"}
+        return {"spec.unschedulable": lambda o: "true" if dig(o, "spec", "unschedulable") else "false"}
 
 
 NODES = ResourceType(

@@ -48,6 +48,7 @@ from federation.apimachinery.errors import ApiError
 from federation.apimachinery.kinds import REPLICASETS
 from federation.apimachinery.objects import (
     copy_json,
+    dig,
     labels_of,
     meta,
     name_of,
@@ -129,14 +130,6 @@ class WorkloadSettings:
             raise ValueError("the start delay cannot be negative")
 
 
-def _dig(obj: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
-
-
 def _controller_ref(obj: Obj) -> dict[str, Any] | None:
     for ref in meta(obj).get("ownerReferences") or []:
         if isinstance(ref, dict) and ref.get("controller"):
@@ -157,7 +150,7 @@ def _owned_by_replicaset(pod: Obj) -> tuple[str, str] | None:
 
 
 def _condition(obj: Obj, kind: str) -> dict[str, Any] | None:
-    for cond in _dig(obj, "status", "conditions") or []:
+    for cond in dig(obj, "status", "conditions") or []:
         if isinstance(cond, dict) and cond.get("type") == kind:
             return cond
     return None
@@ -170,7 +163,7 @@ def pod_ready(pod: Obj) -> bool:
 
 def pod_active(pod: Obj) -> bool:
     """Counts toward its ReplicaSet: not terminal and not being deleted."""
-    return _dig(pod, "status", "phase") not in _TERMINAL and not meta(pod).get("deletionTimestamp")
+    return dig(pod, "status", "phase") not in _TERMINAL and not meta(pod).get("deletionTimestamp")
 
 
 def _pod_available(pod: Obj, min_ready_seconds: int, now: float) -> tuple[bool, float | None]:
@@ -383,7 +376,7 @@ class Workload:
         # Pod garbage collection: pods bound to nodes that no longer exist.
         live: list[Obj] = []
         for pod in pods:
-            node = _dig(pod, "spec", "nodeName")
+            node = dig(pod, "spec", "nodeName")
             if node and node not in by_name:
                 await self._delete_quietly(PODS, namespace_of(pod), name_of(pod))
                 continue
@@ -392,19 +385,19 @@ class Workload:
         for uid in [u for u in self._bound_at if u not in seen_uids]:
             del self._bound_at[uid]
 
-        schedulable = [n for n in nodes if node_ready(n) and not _dig(n, "spec", "unschedulable")]
+        schedulable = [n for n in nodes if node_ready(n) and not dig(n, "spec", "unschedulable")]
         capacity = {name_of(n): _allocatable_pods(n) for n in schedulable}
         used: Counter[str] = Counter()
         ips: dict[str, set[str]] = {}
         for pod in live:
-            node = _dig(pod, "spec", "nodeName")
-            if node and _dig(pod, "status", "phase") not in _TERMINAL:
+            node = dig(pod, "spec", "nodeName")
+            if node and dig(pod, "status", "phase") not in _TERMINAL:
                 used[node] += 1
-                if _dig(pod, "status", "podIP"):
+                if dig(pod, "status", "podIP"):
                     ips.setdefault(node, set()).add(str(pod["status"]["podIP"]))
 
         waiting = sorted(
-            (p for p in live if not _dig(p, "spec", "nodeName") and pod_active(p)),
+            (p for p in live if not dig(p, "spec", "nodeName") and pod_active(p)),
             key=lambda p: (str(meta(p).get("creationTimestamp", "")), namespace_of(p), name_of(p)),
         )
         for pod in waiting:
@@ -418,8 +411,8 @@ class Workload:
 
         next_due: float | None = None
         for pod in live:
-            node = _dig(pod, "spec", "nodeName")
-            if not node or _dig(pod, "status", "phase") != "Pending" or meta(pod).get("deletionTimestamp"):
+            node = dig(pod, "spec", "nodeName")
+            if not node or dig(pod, "status", "phase") != "Pending" or meta(pod).get("deletionTimestamp"):
                 continue
             uid = str(meta(pod).get("uid"))
             bound = self._bound_at.setdefault(uid, now)
@@ -608,13 +601,13 @@ class Workload:
             return await self._finish_deletion(rs, owned)
 
         try:
-            selector = label_selector_from_object(_dig(rs, "spec", "selector") or {})
+            selector = label_selector_from_object(dig(rs, "spec", "selector") or {})
         except ValueError:
             log.warning("replicaset %s/%s has an invalid selector; leaving it alone", namespace, name)
             return Result()
         owned = [p for p in owned if await self._keep_or_release(p, selector)]
         active = [p for p in owned if pod_active(p)]
-        wanted = _dig(rs, "spec", "replicas")
+        wanted = dig(rs, "spec", "replicas")
         replicas = int(wanted) if wanted is not None else 1
         diff = replicas - len(active)
         requeue: float | None = None
@@ -722,7 +715,7 @@ class Workload:
 
     def _status(self, rs: Obj, active: list[Obj]) -> tuple[dict[str, Any], float | None]:
         spec = rs.get("spec") or {}
-        template_labels = _dig(spec, "template", "metadata", "labels") or {}
+        template_labels = dig(spec, "template", "metadata", "labels") or {}
         min_ready = int(spec.get("minReadySeconds") or 0)
         wall = time.time()
         ready = available = fully = 0
@@ -776,7 +769,7 @@ class Workload:
 
 
 def _allocatable_pods(node: Obj) -> int:
-    raw = _dig(node, "status", "allocatable", "pods")
+    raw = dig(node, "status", "allocatable", "pods")
     try:
         return max(0, int(str(raw)))
     except (TypeError, ValueError):
@@ -784,14 +777,14 @@ def _allocatable_pods(node: Obj) -> int:
 
 
 def _node_ip(node: Obj) -> str:
-    for addr in _dig(node, "status", "addresses") or []:
+    for addr in dig(node, "status", "addresses") or []:
         if isinstance(addr, dict) and addr.get("type") == "InternalIP":
             return str(addr.get("address", ""))
     return ""
 
 
 def _free_pod_ip(node: Obj, taken: set[str]) -> str:
-    cidr = _dig(node, "spec", "podCIDR")
+    cidr = dig(node, "spec", "podCIDR")
     try:
         network = ipaddress.IPv4Network(str(cidr))
     except ValueError:
@@ -811,7 +804,7 @@ def _unschedulable_message(
     for node in nodes:
         if not node_ready(node):
             reasons["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"] += 1
-        elif _dig(node, "spec", "unschedulable"):
+        elif dig(node, "spec", "unschedulable"):
             reasons["node(s) were unschedulable"] += 1
         elif used[name_of(node)] >= capacity.get(name_of(node), 0):
             reasons["Too many pods"] += 1
@@ -832,8 +825,8 @@ def _deletion_order(pods: list[Obj]) -> list[Obj]:
     return sorted(
         newest_first,
         key=lambda p: (
-            bool(_dig(p, "spec", "nodeName")),
-            phase_rank.get(str(_dig(p, "status", "phase")), 0),
+            bool(dig(p, "spec", "nodeName")),
+            phase_rank.get(str(dig(p, "status", "phase")), 0),
             pod_ready(p),
         ),
     )
@@ -841,7 +834,7 @@ def _deletion_order(pods: list[Obj]) -> list[Obj]:
 
 def _pod_from_template(rs: Obj) -> Obj:
     m = meta(rs)
-    template = copy_json(_dig(rs, "spec", "template") or {})
+    template = copy_json(dig(rs, "spec", "template") or {})
     tm = template.get("metadata") or {}
     suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
     pod_meta: dict[str, Any] = {
