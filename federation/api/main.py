@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from pydantic import ValidationError
 
-from federation.api.runtime import Paths, database, serve
+from federation.api.runtime import Paths, database, run_forever, serve
 from federation.settings import DatabaseSettings, SecuritySettings, ServerSettings, describe_error
 from federation.store import migrate
 
@@ -27,7 +26,7 @@ def main() -> None:
         if migrate.current(url) != migrate.head():
             print("error: the database schema is not current; run `fedctl db upgrade` first", file=sys.stderr)
             raise SystemExit(1)
-        asyncio.run(
+        run_forever(
             serve(
                 url=url,
                 paths=paths,

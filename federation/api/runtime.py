@@ -15,9 +15,10 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -118,7 +119,9 @@ class GracefulServer(uvicorn.Server):
 
 def bind(address: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it, and without
+    # it Nagle holds the second write of each response until the client's delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((address, port))
     sock.listen(1024)
@@ -202,6 +205,19 @@ async def serve(
         await engine.dispose()
 
 
+def run_forever(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server's event loop: uvloop where it is installed (about a third more requests per
+    core than the default loop), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+
+
 def run_up(*, data_dir: Path | None, port: int | None) -> None:
     """``fedctl up``: everything on one machine, in the foreground."""
     db = DatabaseSettings()
@@ -212,7 +228,7 @@ def run_up(*, data_dir: Path | None, port: int | None) -> None:
     security = SecuritySettings()
     with database(db, paths) as url:
         migrate.upgrade(url)
-        asyncio.run(
+        run_forever(
             serve(
                 url=url,
                 paths=paths,

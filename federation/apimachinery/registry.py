@@ -24,6 +24,7 @@ import contextlib
 import logging
 import secrets
 import string
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -51,6 +52,10 @@ log = logging.getLogger(__name__)
 FieldValidation = Literal["Strict", "Warn", "Ignore"]
 PatchType = Literal["merge", "strategic", "json"]
 MAX_RETRIES = 8
+NAMESPACE_CHECK_SECONDS = 1.0
+"""How long a namespace seen active is trusted without reading it again. Kubernetes' namespace
+admission reads through an informer cache with the same kind of lag; termination waits longer than
+this and then deletes until the namespace is empty, so late arrivals are still removed."""
 _SYSTEM_META = (
     "uid",
     "creationTimestamp",
@@ -91,6 +96,8 @@ class Registry:
         self.schemas = schemas
         self.termination_delay = termination_delay
         self._terminations: dict[str, asyncio.Task[None]] = {}
+        self._active_namespaces: dict[str, float] = {}
+        """Namespaces seen to exist and not terminate, until when (saves a read per create)."""
 
     async def resume_terminations(self) -> None:
         """Finish deleting namespaces left Terminating (by a previous process, say)."""
@@ -163,6 +170,9 @@ class Registry:
     async def _check_namespace(self, rt: ResourceType, namespace: str) -> None:
         if not rt.namespaced:
             return
+        checked = self._active_namespaces.get(namespace)
+        if checked is not None and checked > time.monotonic():
+            return
         try:
             ns = await self.storage.get(NAMESPACES, "", namespace)
         except ApiError as err:
@@ -174,6 +184,9 @@ class Registry:
                 f"{rt.plural}{'.' + rt.group if rt.group else ''} is forbidden: unable to create new "
                 f"content in namespace {namespace} because it is being terminated"
             )
+        if len(self._active_namespaces) > 10_000:
+            self._active_namespaces.clear()
+        self._active_namespaces[namespace] = time.monotonic() + NAMESPACE_CHECK_SECONDS
 
     # ------------------------------------------------------------------ reads
 
@@ -480,6 +493,7 @@ class Registry:
 
     async def _delete_namespace(self, ns_obj: Obj) -> Outcome:
         name = meta(ns_obj)["name"]
+        self._active_namespaces.pop(name, None)
         current = ns_obj
         if not meta(ns_obj).get("deletionTimestamp"):
             marked = copy_json(ns_obj)
@@ -490,17 +504,26 @@ class Registry:
         return Outcome(current)
 
     async def _terminate_namespace(self, name: str) -> None:
-        """Delete everything in a Terminating namespace, then the namespace once it is empty."""
-        for rt in self.scheme.types:
-            if not rt.namespaced:
-                continue
-            page = await self.storage.list(rt, name)
-            for item in page.items:
-                try:
-                    await self.delete(rt, name, meta(item)["name"])
-                except ApiError as err:
-                    if err.code != 404:
-                        raise
+        """Delete everything in a Terminating namespace, then the namespace once it is empty.
+
+        Passes repeat while a pass still finds objects to delete (a create admitted just before
+        the namespace was marked may land after the first pass)."""
+        for _ in range(5):
+            found = 0
+            for rt in self.scheme.types:
+                if not rt.namespaced:
+                    continue
+                page = await self.storage.list(rt, name)
+                for item in page.items:
+                    found += 1
+                    try:
+                        await self.delete(rt, name, meta(item)["name"])
+                    except ApiError as err:
+                        if err.code != 404:
+                            raise
+            if not found:
+                break
+            await asyncio.sleep(NAMESPACE_CHECK_SECONDS)
         try:
             current = await self.storage.get(NAMESPACES, "", name)
         except ApiError as err:

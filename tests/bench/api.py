@@ -257,7 +257,7 @@ class LoadResult:
     started: float = 0.0  # time.time()
     ended: float = 0.0
     cpu_seconds: float = 0.0  # this process's user + system time during the load
-    send_lag_max: float = 0.0  # open loop: how late the client sent its latest request
+    send_lag_max: float = 0.0  # open loop: the most a request left after its scheduled time
     reconnects: int = 0  # open loop: idle connections the server had closed
 
     def record(self, status: int, latency: float, expect: int, body: bytes) -> None:
@@ -648,7 +648,10 @@ class Bench:
         )
         notes = [f"first error {r.first_error}" for r in results if r.first_error][:1]
         if rate > 0:
-            notes.append(f"client sent {max(r.send_lag_max for r in results) * 1000:.1f} ms late at most")
+            lag = max(r.send_lag_max for r in results) * 1000
+            notes.append(
+                f"a request left at most {lag:.1f} ms after its scheduled time (waits for a free connection)"
+            )
             if reconnects := sum(r.reconnects for r in results):
                 notes.append(f"{reconnects} requests reconnected (server closed an idle connection)")
         row.note = "; ".join(notes)
