@@ -26,7 +26,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from uvicorn import Config
 from uvicorn.lifespan.on import LifespanOn
 
 from federation.apimachinery.auth import Principal, static_token_authenticator
@@ -43,7 +42,7 @@ from federation.sim.addresses import LoadBalancers, ServiceKey
 from federation.sim.events import EventRecorder
 from federation.sim.faults import Fault, FaultInjector, FaultState, status_error
 from federation.sim.kinds import NODES, PODS, ClusterNetwork, cluster_scheme
-from federation.sim.listening import Listener
+from federation.sim.listening import Listener, server_config
 from federation.sim.queueing import WorkQueue, feed
 from federation.sim.workload import (
     KUBELET_VERSION,
@@ -157,17 +156,7 @@ class SimulatedCluster:
             version=VERSION_INFO,
             title=f"Simulated cluster {spec.name}",
         )
-        config = Config(
-            FaultInjector(self.app, self.faults, render=status_error),
-            http="h11",
-            ws="none",
-            lifespan="on",
-            interface="asgi3",
-            proxy_headers=False,
-            log_config=None,
-            server_header=False,
-        )
-        config.load()
+        config = server_config(FaultInjector(self.app, self.faults, render=status_error), lifespan="on")
         self._config = config
         self._lifespan = LifespanOn(config)
         self.listener = Listener(config, tls=tls, app_state=self._lifespan.state)

@@ -23,7 +23,7 @@ import contextlib
 import errno
 import socket
 import ssl
-from typing import Any
+from typing import Any, Literal
 
 from uvicorn import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -50,13 +50,13 @@ def _reserve(port: int) -> socket.socket:
     return sock
 
 
-def server_config(app: Any) -> Config:
+def server_config(app: Any, *, lifespan: Literal["on", "off"] = "off") -> Config:
     """A loaded uvicorn config for ``app`` that leaves global logging and signals alone."""
     config = Config(
         app,
         http="h11",
         ws="none",
-        lifespan="off",
+        lifespan=lifespan,
         interface="asgi3",
         proxy_headers=False,
         log_config=None,
