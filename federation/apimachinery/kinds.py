@@ -169,6 +169,36 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def pull_policy(image: str) -> str:
+    """Kubernetes' default ``imagePullPolicy``: Always for ``:latest`` or no tag, else IfNotPresent."""
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last:
+        return "IfNotPresent"
+    tag = last.split(":", 1)[1] if ":" in last else "latest"
+    return "Always" if tag == "latest" else "IfNotPresent"
+
+
+def default_pod_template_spec(spec: Any) -> None:
+    """The defaults the Kubernetes API server gives a pod spec (in a template or a Pod), in place."""
+    if not isinstance(spec, dict):
+        return
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("securityContext", {})
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if not isinstance(container, dict):
+            continue
+        container.setdefault("imagePullPolicy", pull_policy(str(container.get("image", ""))))
+        container.setdefault("terminationMessagePath", "/dev/termination-log")
+        container.setdefault("terminationMessagePolicy", "File")
+        container.setdefault("resources", {})
+        for port in container.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+
+
 class ReplicaSetStrategy(Strategy):
     has_generation = True
     has_status = True
@@ -178,6 +208,7 @@ class ReplicaSetStrategy(Strategy):
         if spec.get("replicas") is None:
             spec["replicas"] = 1
         spec.setdefault("minReadySeconds", 0)
+        default_pod_template_spec(dig(spec, "template", "spec"))
         m = meta(obj)
         if not m.get("labels"):
             template_labels = dig(spec, "template", "metadata", "labels")
@@ -190,6 +221,7 @@ class ReplicaSetStrategy(Strategy):
         if spec.get("replicas") is None:
             spec["replicas"] = 1
         spec.setdefault("minReadySeconds", 0)
+        default_pod_template_spec(dig(spec, "template", "spec"))
 
     def validate(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from federation.apimachinery.errors import Cause, invalid
-from federation.apimachinery.kinds import CORE_KINDS
+from federation.apimachinery.kinds import CORE_KINDS, default_pod_template_spec
 from federation.apimachinery.objects import dig, meta
 from federation.apimachinery.resources import Column, Obj, ResourceType, Scheme, Strategy
 from federation.apimachinery.tables import AGE
@@ -381,36 +381,14 @@ def service_selector_cell(obj: Obj) -> str:
 # --------------------------------------------------------------------------------------------------- Pod
 
 
-def pull_policy(image: str) -> str:
-    last = image.rsplit("/", 1)[-1]
-    if "@" in last:
-        return "IfNotPresent"
-    tag = last.split(":", 1)[1] if ":" in last else "latest"
-    return "Always" if tag == "latest" else "IfNotPresent"
-
-
 def default_pod_spec(spec: dict[str, Any]) -> None:
-    """Fill in what the API server and kubelet default on a Pod spec, in place."""
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("dnsPolicy", "ClusterFirst")
-    spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("terminationGracePeriodSeconds", 30)
+    """Fill in what the API server, admission and kubelet default on a Pod spec, in place."""
+    default_pod_template_spec(spec)
     spec.setdefault("serviceAccountName", "default")
     spec.setdefault("serviceAccount", spec["serviceAccountName"])
-    spec.setdefault("securityContext", {})
     spec.setdefault("enableServiceLinks", True)
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
     spec.setdefault("priority", 0)
-    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        if not isinstance(container, dict):
-            continue
-        container.setdefault("imagePullPolicy", pull_policy(str(container.get("image", ""))))
-        container.setdefault("terminationMessagePath", "/dev/termination-log")
-        container.setdefault("terminationMessagePolicy", "File")
-        container.setdefault("resources", {})
-        for port in container.get("ports") or []:
-            if isinstance(port, dict):
-                port.setdefault("protocol", "TCP")
 
 
 def container_ready_counts(obj: Obj) -> tuple[int, int]:

@@ -115,6 +115,14 @@ def test_replicaset_lifecycle_with_typed_client(api: client.ApiClient) -> None:
     apps = client.AppsV1Api(api)
     created = apps.create_namespaced_replica_set(NS, rs_body("web"))
     assert created.metadata.generation == 1
+    # Kubernetes' pod template defaults, as `kubectl get -o yaml` shows them on a real cluster
+    template = created.spec.template.spec
+    assert (template.restart_policy, template.dns_policy, template.termination_grace_period_seconds) == (
+        "Always",
+        "ClusterFirst",
+        30,
+    )
+    assert template.containers[0].image_pull_policy == "IfNotPresent"
     assert created.metadata.uid
     # strategic merge patch: change one container's image by merge key
     patched = apps.patch_namespaced_replica_set(

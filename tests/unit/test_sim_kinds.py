@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from federation.apimachinery.errors import ApiError
+from federation.apimachinery.kinds import pull_policy
 from federation.apimachinery.resources import Obj
 from federation.apimachinery.tables import columns_of
 from federation.sim.kinds import (
@@ -16,7 +17,6 @@ from federation.sim.kinds import (
     ServiceStrategy,
     cluster_scheme,
     pod_status_reason,
-    pull_policy,
     service_external_ip,
     service_ports_cell,
 )
