@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from federation.apimachinery.errors import gone
-from federation.apimachinery.objects import copy_json
+from federation.apimachinery.objects import copy_json, meta
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import EventType, ObjectFilter, WatchEvent
 
@@ -36,6 +36,8 @@ class Change:
     type: EventType
     object: Obj
     resource_version: int
+    previous: Obj | None = None
+    """The object before this change, when the cache saw it (set by :meth:`WatchCache.append`)."""
 
 
 class _Subscriber:
@@ -73,6 +75,8 @@ class WatchCache:
         """Every change with a version above this is still in the buffer."""
         self._newest = horizon
         self._subscribers: set[_Subscriber] = set()
+        self._latest: dict[tuple[ResourceKey, str, str], Change] = {}
+        """The newest buffered change of each object, for selector transitions."""
         self._subscriber_buffer = subscriber_buffer
         self._closed = False
 
@@ -87,10 +91,22 @@ class WatchCache:
     def append(self, change: Change) -> None:
         if change.resource_version <= self._newest:
             raise ValueError(f"change {change.resource_version} is not newer than {self._newest}")
+        identity = (change.key, change.namespace, str(meta(change.object).get("name", "")))
+        before = self._latest.get(identity)
+        if before is not None and change.type != "ADDED":
+            change = replace(change, previous=before.object)
         if len(self._buffer) == self._buffer.maxlen:
-            self._horizon = self._buffer[0].resource_version
+            evicted = self._buffer[0]
+            self._horizon = evicted.resource_version
+            evicted_identity = (evicted.key, evicted.namespace, str(meta(evicted.object).get("name", "")))
+            if self._latest.get(evicted_identity) is evicted:
+                del self._latest[evicted_identity]
         self._buffer.append(change)
         self._newest = change.resource_version
+        if change.type == "DELETED":
+            self._latest.pop(identity, None)
+        else:
+            self._latest[identity] = change
         for sub in list(self._subscribers):
             if sub.wants(change):
                 sub.offer(change)
@@ -133,6 +149,21 @@ class WatchCache:
 
 
 def _event(change: Change, match: ObjectFilter | None) -> WatchEvent | None:
-    if match is not None and not match(change.object):
-        return None
-    return WatchEvent(change.type, copy_json(change.object), change.resource_version)
+    """The event a filtered watcher sees, as Kubernetes sends it: an object that stops matching
+    the selector is DELETED for that watcher, one that starts matching is ADDED. Where the cache
+    did not see the object before (older than the window), it counts as matching before iff it
+    matches now."""
+    kind = change.type
+    if match is not None:
+        now = match(change.object)
+        if kind == "MODIFIED" and change.previous is not None:
+            before = match(change.previous)
+            if now and not before:
+                kind = "ADDED"
+            elif before and not now:
+                kind = "DELETED"
+            elif not now:
+                return None
+        elif not now:
+            return None
+    return WatchEvent(kind, copy_json(change.object), change.resource_version)

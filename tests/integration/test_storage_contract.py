@@ -373,6 +373,34 @@ async def test_watch_namespace_and_match(storage: Storage, ns: str) -> None:
     assert [(e.type, e.object) for e in got] == [("ADDED", big)]
 
 
+async def test_filtered_watch_sees_objects_enter_and_leave_the_selection(storage: Storage, ns: str) -> None:
+    """As Kubernetes: an object that stops matching a watch's selector is DELETED for that watcher,
+    and one that starts matching is ADDED."""
+    web = await storage.create(REPLICASETS, rs(ns, "web", labels={"tier": "web"}))
+    now = await storage.current_version()
+    async with watching(
+        storage,
+        REPLICASETS,
+        ns,
+        since=now,
+        match=lambda o: o["metadata"].get("labels", {}).get("tier") == "web",
+    ) as events:
+        moved = await storage.update(
+            REPLICASETS, {**web, "metadata": {**web["metadata"], "labels": {"tier": "db"}}}
+        )
+        moved_again = await storage.update(REPLICASETS, {**moved, "spec": {"replicas": 2}})
+        back = await storage.update(
+            REPLICASETS, {**moved_again, "metadata": {**moved_again["metadata"], "labels": {"tier": "web"}}}
+        )
+        scaled = await storage.update(REPLICASETS, {**back, "spec": {"replicas": 3}})
+        got = await take(events, 3)
+    assert [(e.type, e.resource_version) for e in got] == [
+        ("DELETED", int(moved["metadata"]["resourceVersion"])),
+        ("ADDED", int(back["metadata"]["resourceVersion"])),
+        ("MODIFIED", int(scaled["metadata"]["resourceVersion"])),
+    ]
+
+
 async def test_watch_from_a_too_old_version_is_gone(make_storage: MakeStorage, ns: str) -> None:
     storage = await make_storage(window=5)
     start = await storage.current_version()
