@@ -8,6 +8,7 @@ every federation has exist: ``default`` and ``federation-system`` (cluster crede
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hmac
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from federation.apimachinery import (
 from federation.store import PostgresStorage, TokenStore
 
 INITIAL_NAMESPACES = ("default", SYSTEM_NAMESPACE)
+READY_TIMEOUT_SECONDS = 2.0
 
 
 def version_info() -> dict[str, str]:
@@ -97,7 +99,16 @@ def create_app(
         for hook in on_shutdown or []:
             await hook()
 
+    async def ready() -> bool:
+        """Ready while the database answers and the watch feed follows it."""
+        try:
+            await asyncio.wait_for(storage.current_version(), READY_TIMEOUT_SECONDS)
+        except (ApiError, TimeoutError):
+            return False
+        return storage.feed_error is None
+
     return build_app(
+        ready=ready,
         scheme=scheme,
         storage=storage,
         schemas=schemas,

@@ -154,3 +154,8 @@ def unsupported_media_type(content_type: str) -> ApiError:
 
 def internal(message: str) -> ApiError:
     return ApiError(500, "InternalError", message)
+
+
+def unavailable(message: str, *, retry_after: int = 1) -> ApiError:
+    """503: the server cannot serve now (its database is unreachable, say); the client retries."""
+    return ApiError(503, "ServiceUnavailable", message, retry_after=retry_after)

@@ -63,6 +63,7 @@ from federation.apimachinery.errors import (
     conflict,
     internal,
     not_found,
+    unavailable,
 )
 from federation.apimachinery.objects import copy_json, labels_of, meta, name_of, namespace_of
 from federation.apimachinery.resources import Obj, ResourceType
@@ -240,11 +241,17 @@ class _Connections:
         if self._closed:
             raise RuntimeError("the storage is closed")
         async with self._slots:
-            conn = self._idle.pop() if self._idle else await self.connect()
             try:
-                yield conn
-            finally:
-                await self._release(conn)
+                conn = self._idle.pop() if self._idle else await self.connect()
+                try:
+                    yield conn
+                finally:
+                    await self._release(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # The database is unreachable or the connection broke: the client may retry.
+                # The driver's message can name the server; it goes to the log, not the client.
+                _logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+                raise unavailable("the database is unavailable; retry shortly") from None
 
     async def _release(self, conn: Connection) -> None:
         if not conn.closed and conn.info.transaction_status in (
