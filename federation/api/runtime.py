@@ -218,6 +218,34 @@ def run_forever(main: Coroutine[Any, Any, None]) -> None:
         runner.run(main)
 
 
+def run(
+    db: DatabaseSettings,
+    server_settings: ServerSettings,
+    security: SecuritySettings,
+    *,
+    paths: Paths,
+    upgrade: bool,
+    create_files: bool,
+) -> None:
+    """Serve until SIGINT/SIGTERM. ``upgrade``: apply the migrations first (``fedctl up``); else
+    refuse a database whose schema is not current (a deployment migrates as its own step)."""
+    with database(db, paths) as url:
+        if upgrade:
+            migrate.upgrade(url)
+        elif migrate.current(url) != migrate.head():
+            raise SystemExit("error: the database schema is not current; run `fedctl db upgrade` first")
+        run_forever(
+            serve(
+                url=url,
+                paths=paths,
+                server_settings=server_settings,
+                security=security,
+                create_files=create_files,
+                watch_window=db.watch_window,
+            )
+        )
+
+
 def run_up(*, data_dir: Path | None, port: int | None) -> None:
     """``fedctl up``: everything on one machine, in the foreground."""
     db = DatabaseSettings()
@@ -225,16 +253,4 @@ def run_up(*, data_dir: Path | None, port: int | None) -> None:
     if port is not None:
         server_settings = server_settings.model_copy(update={"port": port})
     paths = Paths((data_dir or db.data_dir).resolve())
-    security = SecuritySettings()
-    with database(db, paths) as url:
-        migrate.upgrade(url)
-        run_forever(
-            serve(
-                url=url,
-                paths=paths,
-                server_settings=server_settings,
-                security=security,
-                create_files=True,
-                watch_window=db.watch_window,
-            )
-        )
+    run(db, server_settings, SecuritySettings(), paths=paths, upgrade=True, create_files=True)
