@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Route
 
 from federation import metrics
-from federation.apimachinery import discovery, tables, watching
+from federation.apimachinery import discovery, protobuf, tables, watching
 from federation.apimachinery.auth import Authenticator, Principal, authorize
 from federation.apimachinery.errors import (
     ApiError,
@@ -201,10 +201,17 @@ class ApiServer:
         validation: FieldValidation = fv  # type: ignore[assignment]
         return WriteOptions(field_validation=validation, dry_run=bool(dry))
 
-    def check_content_type(self, request: Request) -> None:
+    def check_content_type(self, request: Request) -> str:
         ctype = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
-        if ctype not in (JSON, "*/*", ""):
+        if ctype not in (JSON, "*/*", "", protobuf.MEDIA_TYPE):
             raise unsupported_media_type(ctype)
+        return ctype
+
+    async def object_body(self, request: Request, opts: WriteOptions) -> tuple[Any, list[str]]:
+        """The object of a create or update: JSON, or Kubernetes protobuf read as the same JSON."""
+        if self.check_content_type(request) == protobuf.MEDIA_TYPE:
+            return protobuf.decode(await self.body(request)), []
+        return await self.json_body(request, opts)
 
     def visible(self, principal: Principal, rt: ResourceType, obj: Obj) -> Obj:
         if rt.sealed_fields and not principal.sees_secret_data:
@@ -322,8 +329,7 @@ class ApiServer:
             return self.watch(request, t, principal, wants_table)
         if verb == "create":
             opts = self.write_options(request)
-            self.check_content_type(request)
-            body, warnings = await self.json_body(request, opts)
+            body, warnings = await self.object_body(request, opts)
             outcome = await self.registry.create(rt, ns, body, opts)
             return _response(
                 self.visible(principal, rt, outcome.object), 201, tuple(warnings) + outcome.warnings
@@ -331,8 +337,7 @@ class ApiServer:
         if verb == "update":
             assert t.name is not None
             opts = self.write_options(request)
-            self.check_content_type(request)
-            body, warnings = await self.json_body(request, opts)
+            body, warnings = await self.object_body(request, opts)
             if t.subresource == "scale":
                 outcome = await self.registry.update_scale(rt, ns, t.name, body, opts)
             else:
