@@ -123,3 +123,20 @@ def database_url(make_database: MakeDatabase) -> str:
 @pytest.fixture
 def sealer() -> Sealer:
     return Sealer.generate()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test that leaves a child process running (a server it started) fails the run."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + 5
+    leaked = psutil.Process().children(recursive=True)
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.2)
+        leaked = [p for p in psutil.Process().children(recursive=True) if p.is_running()]
+    if leaked:
+        names = ", ".join(f"{p.pid} {' '.join(p.cmdline()[:3])}" for p in leaked)
+        print(f"\nleaked processes: {names}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
