@@ -118,6 +118,7 @@ CLUSTERS = ResourceType(
     CLUSTER_REF,
     ClusterStrategy(),
     subresources=frozenset({"status"}),
+    admin_writes=True,
 )
 
 FEDERATION_KINDS: tuple[ResourceType, ...] = (*CORE_KINDS, CLUSTERS)

@@ -41,9 +41,18 @@ Authenticator = Callable[[str | None], Awaitable[Principal | None]]
 
 
 def authorize(
-    principal: Principal, verb: str, *, plural: str, namespace: str | None, name: str | None = None
+    principal: Principal,
+    verb: str,
+    *,
+    plural: str,
+    namespace: str | None,
+    name: str | None = None,
+    admin_writes: bool = False,
 ) -> None:
-    """Raise 403 Forbidden when ``principal`` may not do ``verb`` on the resource."""
+    """Raise 403 Forbidden when ``principal`` may not do ``verb`` on the resource.
+
+    ``admin_writes``: only admins write this kind (Clusters: a Cluster names a credentials Secret
+    that the federation will present to the Cluster's server)."""
     if principal.role == "admin":
         return
     target = f'{plural} in namespace "{namespace}"' if namespace else plural
@@ -54,6 +63,8 @@ def authorize(
         return
     if principal.role == "viewer":
         raise forbidden(f'User "{principal.name}" cannot {verb} resource {target}: role viewer is read-only')
+    if admin_writes:
+        raise forbidden(f'User "{principal.name}" cannot {verb} resource {target}: requires role admin')
 
 
 def static_token_authenticator(token: str, principal: Principal) -> Authenticator:

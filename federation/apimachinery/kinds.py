@@ -22,6 +22,8 @@ from federation.apimachinery.selectors import label_selector_from_object
 from federation.apimachinery.validation import dns1123_label
 
 SECRET_SIZE_LIMIT = 1024 * 1024
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+"""Where client-side ``kubectl apply`` keeps the applied manifest (for a Secret: with its data)."""
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
@@ -108,6 +110,14 @@ class SecretStrategy(Strategy):
         causes = self.validate(new)
         if old.get("type") != new.get("type"):
             causes.append(Cause("type", "Invalid value: field is immutable"))
+        if old.get("immutable") and new.get("immutable") is not True:
+            causes.append(
+                Cause(
+                    "immutable",
+                    "Forbidden: field is immutable when `immutable` is set",
+                    "FieldValueForbidden",
+                )
+            )
         if old.get("immutable") and new.get("data") != old.get("data"):
             causes.append(
                 Cause("data", "Forbidden: field is immutable when `immutable` is set", "FieldValueForbidden")
@@ -117,6 +127,9 @@ class SecretStrategy(Strategy):
     def redact(self, obj: Obj) -> Obj:
         obj.pop("data", None)
         obj.pop("stringData", None)
+        annotations = meta(obj).get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
         return obj
 
     def columns(self) -> list[Column]:
@@ -305,6 +318,7 @@ SECRETS = ResourceType(
     "io.k8s.api.core.v1.Secret",
     SecretStrategy(),
     sealed_fields=("data", "stringData"),
+    sealed_annotations=(LAST_APPLIED,),
 )
 EVENTS = ResourceType(
     "",

@@ -105,9 +105,15 @@ class MemoryStorage:
         return sum(1 for k in self._table(rt) if k[0] == namespace)
 
     def watch(
-        self, rt: ResourceType, namespace: str | None, *, since: int | None, match: ObjectFilter | None = None
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        since: int | None,
+        match: ObjectFilter | None = None,
+        progress: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
-        return self.cache.watch(rt, namespace, since=since, match=match)
+        return self.cache.watch(rt, namespace, since=since, match=match, progress=progress)
 
     async def current_version(self) -> int:
         return self._version

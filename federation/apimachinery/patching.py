@@ -105,6 +105,9 @@ def json_patch(target: dict[str, Any], ops: Any) -> dict[str, Any]:
         result = patch.apply(copy_json(target), in_place=True)
     except jsonpatch.InvalidJsonPatch as exc:
         raise bad_request(f"invalid JSON patch: {exc}") from None
+    except jsonpatch.JsonPatchTestFailed:
+        # the library's message quotes the stored value (a Secret's data, say): name the op only
+        raise _rejected("a test operation failed: the value at its path differs") from None
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
         raise _rejected(str(exc)) from None
     except (KeyError, IndexError, TypeError, ValueError) as exc:  # malformed pointers into odd documents

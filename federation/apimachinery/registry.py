@@ -33,6 +33,7 @@ from federation.apimachinery import patching
 from federation.apimachinery.errors import (
     ApiError,
     Cause,
+    already_exists,
     bad_request,
     conflict,
     forbidden,
@@ -81,6 +82,41 @@ class Outcome:
     created: bool = False
     deleted: bool = False
     """For a delete: True when the object left the store (not only marked for deletion)."""
+
+
+PROTECTED_NAMESPACES = frozenset(
+    {"default", "kube-system", "kube-public", "kube-node-lease", "federation-system"}
+)
+"""Namespaces that exist from the start and may not be deleted (Kubernetes protects its own so)."""
+
+
+def client_version(value: Any) -> int | None:
+    """A resourceVersion a client sent as a precondition: None when absent, else a number (400 if not)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise bad_request(f'invalid resourceVersion "{value}": must be a decimal number')
+
+
+def patch_version(patch_type: PatchType, patch: Any) -> int | None:
+    """The resourceVersion a patch document carries (a precondition), never the patched result's."""
+    if patch_type == "json":
+        for op in patch if isinstance(patch, list) else []:
+            if (
+                isinstance(op, dict)
+                and op.get("path") == "/metadata/resourceVersion"
+                and op.get("op")
+                in (
+                    "add",
+                    "replace",
+                    "test",
+                )
+            ):
+                return client_version(op.get("value"))
+        return None
+    metadata = patch.get("metadata") if isinstance(patch, dict) else None
+    return client_version(metadata.get("resourceVersion")) if isinstance(metadata, dict) else None
 
 
 def _spec_of(obj: Obj) -> Any:
@@ -158,6 +194,16 @@ class Registry:
 
     def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
         causes: list[Cause] = list(object_meta(meta(obj)))
+        if old is not None and meta(old).get("deletionTimestamp"):
+            added = set(meta(obj).get("finalizers") or []) - set(meta(old).get("finalizers") or [])
+            if added:
+                causes.append(
+                    Cause(
+                        "metadata.finalizers",
+                        "Forbidden: no new finalizers can be added if the object is being deleted",
+                        "FieldValueForbidden",
+                    )
+                )
         if old is None:
             causes += rt.strategy.validate(obj)
         else:
@@ -223,6 +269,13 @@ class Registry:
         self._validate(rt, obj, None)
         await self._check_namespace(rt, ns)
         if opts.dry_run:
+            try:
+                await self.storage.get(rt, ns, str(m["name"]))
+            except ApiError as err:
+                if err.code != 404:
+                    raise
+            else:
+                raise already_exists(rt.plural, str(m["name"]), rt.group)
             return Outcome(obj, tuple(warnings), created=True)
         stored = await self.storage.create(rt, obj)
         return Outcome(stored, tuple(warnings), created=True)
@@ -263,6 +316,23 @@ class Registry:
             m["generation"] = int(old_meta.get("generation", 1)) + 1
         return result
 
+    @staticmethod
+    def _check_identity(rt: ResourceType, obj: Obj, old: Obj, *, name: str, namespace: str) -> None:
+        """What a PUT or a patch may not change: name, namespace, uid (a uid is a precondition)."""
+        m = meta(obj)
+        if m.get("name") not in (None, name):
+            raise bad_request(
+                f"the name of the object ({m.get('name')}) does not match the name on the URL ({name})"
+            )
+        if rt.namespaced and m.get("namespace") not in (None, "", namespace):
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        uid, old_uid = m.get("uid"), meta(old).get("uid")
+        if uid and uid != old_uid:
+            why = f"Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}"
+            raise conflict(rt.plural, name, rt.group, why)
+
     async def _write(
         self, rt: ResourceType, obj: Obj, old: Obj, opts: WriteOptions, *, precondition: int
     ) -> Obj:
@@ -292,27 +362,18 @@ class Registry:
         subresource: str | None = None,
     ) -> Outcome:
         obj, warnings = self._decode(rt, body, opts)
-        m = meta(obj)
         ns = namespace if rt.namespaced else ""
-        if m.get("name") not in (None, name):
-            raise bad_request(
-                f"the name of the object ({m.get('name')}) does not match the name on the URL ({name})"
-            )
-        if rt.namespaced and m.get("namespace") not in (None, "", ns):
-            raise bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
-        m["name"] = name
-        client_rv = rv_of(obj) or None
+        client_rv = client_version(meta(obj).get("resourceVersion"))
         for _ in range(MAX_RETRIES):
             old = await self.storage.get(rt, ns, name)
-            precondition = client_rv if client_rv is not None else rv_of(old)
+            self._check_identity(rt, obj, old, name=name, namespace=ns)
+            meta(obj)["name"] = name
             if client_rv is not None and client_rv != rv_of(old):
                 raise conflict(rt.plural, name, rt.group)
             merged = self._merge_update(rt, copy_json(obj), old, subresource)
             self._validate(rt, merged, old)
             try:
-                stored = await self._write(rt, merged, old, opts, precondition=precondition)
+                stored = await self._write(rt, merged, old, opts, precondition=rv_of(old))
             except ApiError as err:
                 if err.code == 409 and err.reason == "Conflict" and client_rv is None:
                     continue
@@ -334,21 +395,22 @@ class Registry:
         ns = namespace if rt.namespaced else ""
         if patch_type != "json" and not isinstance(patch, dict):
             raise bad_request("the patch must be a JSON object")
+        client_rv = patch_version(patch_type, patch)
         for _ in range(MAX_RETRIES):
             old = await self.storage.get(rt, ns, name)
+            if client_rv is not None and client_rv != rv_of(old):
+                raise conflict(rt.plural, name, rt.group)
             if subresource == "scale":
                 current: Obj = self.scale_of(rt, old)
             else:
                 current = copy_json(old)
             patched = self._apply_patch(rt, current, patch_type, patch, subresource=subresource)
             if subresource == "scale":
-                outcome = await self._apply_scale(rt, old, patched, opts)
+                outcome = await self._apply_scale(rt, old, patched, opts, client_rv=client_rv)
                 if outcome is None:
                     continue
                 return outcome
-            client_rv = rv_of(patched)
-            if client_rv and client_rv != rv_of(old):
-                raise conflict(rt.plural, name, rt.group)
+            self._check_identity(rt, patched, old, name=name, namespace=ns)
             meta(patched)["name"] = name
             obj, warnings = self._decode(rt, patched, opts)
             merged = self._merge_update(rt, obj, old, subresource)
@@ -356,7 +418,7 @@ class Registry:
             try:
                 stored = await self._write(rt, merged, old, opts, precondition=rv_of(old))
             except ApiError as err:
-                if err.code == 409 and err.reason == "Conflict" and not client_rv:
+                if err.code == 409 and err.reason == "Conflict" and client_rv is None:
                     continue
                 raise
             return Outcome(stored, tuple(warnings))
@@ -398,7 +460,7 @@ class Registry:
         }
 
     async def _apply_scale(
-        self, rt: ResourceType, old: Obj, scale: Any, opts: WriteOptions
+        self, rt: ResourceType, old: Obj, scale: Any, opts: WriteOptions, *, client_rv: int | None
     ) -> Outcome | None:
         """Write ``scale.spec.replicas`` into the object; None asks the caller to retry a lost race."""
         if not isinstance(scale, dict) or scale.get("kind", "Scale") != "Scale":
@@ -418,8 +480,7 @@ class Registry:
                 [Cause("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")],
                 "autoscaling",
             )
-        client_rv = rv_of(scale)
-        if client_rv and client_rv != rv_of(old):
+        if client_rv is not None and client_rv != rv_of(old):
             raise conflict(rt.plural, meta(old)["name"], rt.group)
         new = copy_json(old)
         new.setdefault("spec", {})["replicas"] = replicas
@@ -428,7 +489,7 @@ class Registry:
         try:
             stored = await self._write(rt, merged, old, opts, precondition=rv_of(old))
         except ApiError as err:
-            if err.code == 409 and err.reason == "Conflict" and not client_rv:
+            if err.code == 409 and err.reason == "Conflict" and client_rv is None:
                 return None
             raise
         return Outcome(self.scale_of(rt, stored))
@@ -437,9 +498,10 @@ class Registry:
         self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions
     ) -> Outcome:
         ns = namespace if rt.namespaced else ""
+        client_rv = client_version(meta(body).get("resourceVersion")) if isinstance(body, dict) else None
         for _ in range(MAX_RETRIES):
             old = await self.storage.get(rt, ns, name)
-            outcome = await self._apply_scale(rt, old, body, opts)
+            outcome = await self._apply_scale(rt, old, body, opts, client_rv=client_rv)
             if outcome is not None:
                 return outcome
         raise ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
@@ -470,10 +532,19 @@ class Registry:
                 )
             if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(m.get("resourceVersion")):
                 raise conflict(rt.plural, name, rt.group)
+            is_namespace = rt.group == "" and rt.plural == "namespaces"
+            if is_namespace and name in PROTECTED_NAMESPACES:
+                raise forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
             if dry_run:
-                return Outcome(old, deleted=not m.get("finalizers"))
+                if not (is_namespace or m.get("finalizers")):
+                    return Outcome(old, deleted=True)
+                marked = copy_json(old)
+                meta(marked).setdefault("deletionTimestamp", now_rfc3339())
+                if is_namespace:
+                    marked["status"] = {"phase": "Terminating"}
+                return Outcome(marked)
             try:
-                if rt is NAMESPACES or (rt.group == "" and rt.plural == "namespaces"):
+                if is_namespace:
                     return await self._delete_namespace(old)
                 if m.get("finalizers"):
                     if m.get("deletionTimestamp"):

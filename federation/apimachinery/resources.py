@@ -85,6 +85,11 @@ class ResourceType:
     list_kind: str = ""
     #: top-level fields a storage must encrypt at rest (``data`` of a Secret)
     sealed_fields: tuple[str, ...] = ()
+    #: annotations a storage must encrypt at rest: ``kubectl apply`` copies a whole Secret manifest,
+    #: data included, into ``kubectl.kubernetes.io/last-applied-configuration``
+    sealed_annotations: tuple[str, ...] = ()
+    #: only admins create, change or delete objects of this kind
+    admin_writes: bool = False
 
     @property
     def api_version(self) -> str:

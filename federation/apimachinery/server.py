@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from federation import metrics
 from federation.apimachinery import discovery, protobuf, tables, watching
-from federation.apimachinery.auth import Authenticator, Principal, authorize
+from federation.apimachinery.auth import SYSTEM_NAMESPACE, Authenticator, Principal, authorize
 from federation.apimachinery.errors import (
     ApiError,
     Cause,
@@ -220,7 +220,12 @@ class ApiServer:
 
     # ------------------------------------------------------------------ selection
 
-    def selection(self, rt: ResourceType, request: Request) -> tuple[ObjectFilter | None, dict[str, str]]:
+    def selection(
+        self, rt: ResourceType, request: Request, principal: Principal
+    ) -> tuple[ObjectFilter | None, dict[str, str]]:
+        """The filter of a list, watch or deletecollection: its selectors, and for anyone but an
+        admin, nothing in the credentials namespace (a cluster-wide request names no namespace
+        for the role check to refuse)."""
         q = request.query_params
         label_text = q.get("labelSelector") or ""
         field_text = q.get("fieldSelector") or ""
@@ -235,10 +240,13 @@ class ApiServer:
             for field, _, _ in field_sel.requirements:
                 if field not in getters:
                     raise bad_request(f"field label not supported: {field}")
-        if label_sel is None and field_sel is None:
+        hide_system = principal.role != "admin" and rt.namespaced
+        if label_sel is None and field_sel is None and not hide_system:
             return None, {}
 
         def match(obj: Obj) -> bool:
+            if hide_system and namespace_of(obj) == SYSTEM_NAMESPACE:
+                return False
             if label_sel is not None and not label_sel.matches(labels_of(obj)):
                 return False
             return field_sel is None or field_sel.matches(lambda f: getters[f](obj))
@@ -274,6 +282,7 @@ class ApiServer:
                     plural=resolved.rt.plural,
                     namespace=resolved.namespace,
                     name=resolved.name,
+                    admin_writes=resolved.rt.admin_writes,
                 )
                 response = await self.dispatch(request, verb, resolved, principal)
         except ApiError as err:
@@ -371,7 +380,7 @@ class ApiServer:
     ) -> Response:
         rt = t.rt
         q = request.query_params
-        match, equalities = self.selection(rt, request)
+        match, equalities = self.selection(rt, request, principal)
         limit_text = q.get("limit") or "0"
         if not limit_text.isdigit():
             raise bad_request(f'limit must be a non-negative integer, not "{limit_text}"')
@@ -402,15 +411,16 @@ class ApiServer:
     def watch(self, request: Request, t: Target, principal: Principal, wants_table: bool) -> Response:
         rt = t.rt
         q = request.query_params
-        match, _ = self.selection(rt, request)
+        match, _ = self.selection(rt, request, principal)
         rv_text = q.get("resourceVersion") or ""
         if rv_text and not rv_text.isdigit():
             raise bad_request(f'resourceVersion must be a decimal number, not "{rv_text}"')
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
         timeout_text = q.get("timeoutSeconds") or ""
+        # 0 or none: the server's own limit, as Kubernetes
         timeout = (
             min(int(timeout_text), self.options.max_watch_seconds)
-            if timeout_text.isdigit()
+            if timeout_text.isdigit() and int(timeout_text) > 0
             else self.options.max_watch_seconds
         )
         namespace = t.namespace if rt.namespaced else None
@@ -450,11 +460,10 @@ class ApiServer:
                     yield encode("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": end})
             elif since is None:
                 since = await self.storage.current_version()
+            progress = self.options.bookmark_interval if bookmarks else None
             stream = watching.follow(
-                self.storage.watch(rt, namespace, since=since, match=match),
-                since=since,
+                self.storage.watch(rt, namespace, since=since, match=match, progress=progress),
                 duration=timeout,
-                bookmark_interval=self.options.bookmark_interval,
             )
             async for kind, obj, version in stream:
                 if kind == "BOOKMARK":
@@ -506,10 +515,19 @@ class ApiServer:
 
     async def delete_collection(self, request: Request, t: Target, principal: Principal) -> Response:
         rt = t.rt
-        match, equalities = self.selection(rt, request)
+        match, equalities = self.selection(rt, request, principal)
         options = await self.delete_options(request)
         opts = self.write_options(request, options.get("dryRun"))
         page = await self.storage.list(rt, t.namespace, match=match, label_equals=equalities or None)
+        for obj in page.items:  # every item is allowed, or nothing is deleted
+            authorize(
+                principal,
+                "delete",
+                plural=rt.plural,
+                namespace=t.namespace,
+                name=name_of(obj),
+                admin_writes=rt.admin_writes,
+            )
         removed: list[Obj] = []
         for obj in page.items:
             try:
@@ -639,10 +657,13 @@ def build_app(
 
     @app.get("/apis/{group}")
     async def api_group(request: Request, group: str) -> Response:
-        found = discovery.api_group(scheme, group)
-        if found is None:
-            return _error(not_found("", group))
-        return await guarded(request, lambda: found)
+        def produce() -> Any:
+            found = discovery.api_group(scheme, group)
+            if found is None:
+                raise not_found("", group)
+            return found
+
+        return await guarded(request, produce)
 
     openapi_v2 = openapi_v2_protobuf(title)
 
@@ -660,16 +681,19 @@ def build_app(
 
     @app.get("/openapi/v3/{path:path}")
     async def openapi_doc(request: Request, path: str) -> Response:
-        parts = [p for p in path.split("/") if p]
-        if parts[:1] == ["api"] and len(parts) == 2:
-            group, ver = "", parts[1]
-        elif parts[:1] == ["apis"] and len(parts) == 3:
-            group, ver = parts[1], parts[2]
-        else:
-            return _error(not_found("", path))
-        if not scheme.in_group_version(group, ver):
-            return _error(not_found("", path))
-        return await guarded(request, lambda: openapi_v3_document(scheme, group, ver, schemas=schemas))
+        def produce() -> Any:
+            parts = [p for p in path.split("/") if p]
+            if parts[:1] == ["api"] and len(parts) == 2:
+                group, ver = "", parts[1]
+            elif parts[:1] == ["apis"] and len(parts) == 3:
+                group, ver = parts[1], parts[2]
+            else:
+                raise not_found("", path)
+            if not scheme.in_group_version(group, ver):
+                raise not_found("", path)
+            return openapi_v3_document(scheme, group, ver, schemas=schemas)
+
+        return await guarded(request, produce)
 
     @app.get("/metrics")
     async def metrics_endpoint(request: Request) -> Response:

@@ -27,11 +27,12 @@ from typing import Literal, Protocol
 from federation.apimachinery.resources import Obj, ResourceType
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+WatchEventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 
 
 @dataclass(frozen=True)
 class WatchEvent:
-    type: EventType
+    type: WatchEventType
     object: Obj
     resource_version: int
     """The version of the change (equals the object's ``metadata.resourceVersion``)."""
@@ -99,9 +100,12 @@ class Storage(Protocol):
         *,
         since: int | None,
         match: ObjectFilter | None = None,
+        progress: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """Changes after version ``since`` (None: from now on). Raises Gone when ``since`` is
-        older than the watch window. The iterator ends only when the storage closes."""
+        older than the watch window. The iterator ends only when the storage closes. With
+        ``progress`` (seconds), a quiet watch also yields ``BOOKMARK`` events (empty object)
+        whose version is safe to resume from."""
         ...
 
     async def current_version(self) -> int:

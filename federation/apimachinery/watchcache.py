@@ -121,8 +121,18 @@ class WatchCache:
             sub.queue.put_nowait(None) if not sub.queue.full() else None
 
     async def watch(
-        self, rt: ResourceType, namespace: str | None, *, since: int | None, match: ObjectFilter | None
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        since: int | None,
+        match: ObjectFilter | None,
+        progress: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
+        """Changes after ``since``; with ``progress``, also a ``BOOKMARK`` carrying the newest version
+        after each ``progress`` seconds without a change for this watcher. A bookmark is only sent
+        when this watcher has been handed every change up to that version, so resuming from it
+        misses nothing, however narrow the watcher's namespace or selector."""
         key = resource_key(rt)
         start = self._newest if since is None else since
         if start < self._horizon:
@@ -130,21 +140,35 @@ class WatchCache:
         sub = _Subscriber(key, namespace, match, self._subscriber_buffer)
         backlog = [c for c in self._buffer if c.resource_version > start and sub.wants(c)]
         self._subscribers.add(sub)
+        pending: asyncio.Task[Change | None] | None = None
+        announced = start
         try:
             for change in backlog:
                 event = _event(change, match)
                 if event is not None:
                     yield event
             while not self._closed:
-                item = await sub.queue.get()
+                if pending is None:
+                    pending = asyncio.ensure_future(sub.queue.get())
+                await asyncio.wait({pending}, timeout=progress)
+                if not pending.done():
+                    # Nothing queued for this watcher: it has had every change up to the newest.
+                    if self._newest > announced:
+                        announced = self._newest
+                        yield WatchEvent("BOOKMARK", {}, announced)
+                    continue
+                item, pending = pending.result(), None
                 if item is None:
                     return
                 if item.resource_version <= start:
                     continue  # a watch from a version newer than the cache skips what it has seen
+                announced = max(announced, item.resource_version)
                 event = _event(item, match)
                 if event is not None:
                     yield event
         finally:
+            if pending is not None:
+                pending.cancel()
             self._subscribers.discard(sub)
 
 

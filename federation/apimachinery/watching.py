@@ -1,9 +1,9 @@
 """Turning a storage watch into what a watch request streams: events, bookmarks, an end.
 
 :func:`follow` drives one storage watch for one HTTP request. It never cancels the storage's
-iterator mid-step (an async generator cancelled inside ``__anext__`` is finished for good), so a
-quiet stream can yield a bookmark and carry on; it ends at the request's timeout, at the end of
-the storage stream, or after one ``ERROR`` (a 410 for a version older than the window); and it
+iterator mid-step (an async generator cancelled inside ``__anext__`` is finished for good);
+bookmarks come from the storage, which knows when a quiet watcher has been handed everything up to its newest
+version. It ends at the request's timeout, at the end of the storage stream, or after one ``ERROR`` (a 410 for a version older than the window); and it
 always closes the storage iterator, so no subscriber outlives its request.
 """
 
@@ -23,13 +23,10 @@ Step = tuple[str, Obj, int]
 """(type, object, version): a change, ``("BOOKMARK", {}, newest version)`` or ``("ERROR", status, 0)``."""
 
 
-async def follow(
-    events: AsyncIterator[WatchEvent], *, since: int, duration: float, bookmark_interval: float
-) -> AsyncIterator[Step]:
-    """The steps of a watch from version ``since``, a bookmark after each quiet interval."""
+async def follow(events: AsyncIterator[WatchEvent], *, duration: float) -> AsyncIterator[Step]:
+    """The steps of a watch (the storage's events, bookmarks included) until ``duration`` is up."""
     deadline = time.monotonic() + duration
     stream = events.__aiter__()
-    latest = since
     pending: asyncio.Future[Any] | None = None
     try:
         while True:
@@ -38,10 +35,9 @@ async def follow(
                 return
             if pending is None:
                 pending = asyncio.ensure_future(stream.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=min(remaining, bookmark_interval))
+            done, _ = await asyncio.wait({pending}, timeout=remaining)
             if not done:
-                yield ("BOOKMARK", {}, latest)
-                continue
+                return
             task, pending = pending, None
             try:
                 event = task.result()
@@ -50,7 +46,6 @@ async def follow(
             except ApiError as err:
                 yield ("ERROR", err.status(), 0)
                 return
-            latest = event.resource_version
             yield (event.type, event.object, event.resource_version)
     finally:
         if pending is not None:

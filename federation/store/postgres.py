@@ -517,7 +517,13 @@ class PostgresStorage:
     # watches
 
     async def watch(
-        self, rt: ResourceType, namespace: str | None, *, since: int | None, match: ObjectFilter | None = None
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        since: int | None,
+        match: ObjectFilter | None = None,
+        progress: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
         await self.start()
         assert self._cache is not None
@@ -527,7 +533,8 @@ class PostgresStorage:
         # changes up to it may still arrive through the cache and are not the caller's.
         # WatchCache.watch is an async generator: close it with us, so it unsubscribes at once.
         events = cast(
-            AsyncGenerator[WatchEvent, None], self._cache.watch(rt, namespace, since=since, match=match)
+            AsyncGenerator[WatchEvent, None],
+            self._cache.watch(rt, namespace, since=since, match=match, progress=progress),
         )
         async with contextlib.aclosing(events):
             async for event in events:
@@ -604,7 +611,13 @@ class PostgresStorage:
         namespace, name = namespace_of(stored), name_of(stored)
         body = {k: v for k, v in stored.items() if k not in rt.sealed_fields}
         body["metadata"] = {k: v for k, v in metadata.items() if k != "resourceVersion"}
-        secret = {f: stored[f] for f in rt.sealed_fields if f in stored}
+        secret: dict[str, Any] = {f: stored[f] for f in rt.sealed_fields if f in stored}
+        annotations = metadata.get("annotations")
+        if rt.sealed_annotations and isinstance(annotations, dict):
+            hidden = {k: annotations[k] for k in rt.sealed_annotations if k in annotations}
+            if hidden:
+                body["metadata"]["annotations"] = {k: v for k, v in annotations.items() if k not in hidden}
+                secret[_SEALED_ANNOTATIONS] = hidden
         sealed: bytes | None = None
         key_id: str | None = None
         if secret:
@@ -651,7 +664,11 @@ class PostgresStorage:
                 if not lenient:
                     raise internal(f"stored data of {where} {namespace}/{name} cannot be decrypted") from exc
             else:
-                body.update(json.loads(plain))
+                restored = json.loads(plain)
+                hidden = restored.pop(_SEALED_ANNOTATIONS, None)
+                body.update(restored)
+                if hidden:
+                    body.setdefault("metadata", {}).setdefault("annotations", {}).update(hidden)
         metadata = body.get("metadata")
         if isinstance(metadata, dict):
             metadata["resourceVersion"] = str(version)
@@ -659,6 +676,10 @@ class PostgresStorage:
         else:
             body["metadata"] = {"resourceVersion": str(version)}
         return _ordered(body, _TOP_ORDER)
+
+
+_SEALED_ANNOTATIONS = "\u0000annotations"
+"""Key, in a row's sealed JSON, of the sealed annotations (no field name can start with NUL)."""
 
 
 def _describe(exc: Exception) -> str:

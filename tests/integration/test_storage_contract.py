@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, cast
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 
 from federation.apimachinery.errors import ApiError
+from federation.apimachinery.kinds import LAST_APPLIED, SECRETS
 from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.objects import labels_of, rv_of
 from federation.apimachinery.resources import Obj, ResourceType
@@ -30,10 +32,6 @@ from federation.store.sealing import Sealer
 
 pytestmark = pytest.mark.anyio
 
-SECRETS = ResourceType(
-    group="", version="v1", kind="Secret", plural="secrets", singular="secret", namespaced=True,
-    schema_ref="io.k8s.api.core.v1.Secret", sealed_fields=("data", "stringData"),
-)  # fmt: skip
 REPLICASETS = ResourceType(
     group="apps", version="v1", kind="ReplicaSet", plural="replicasets", singular="replicaset",
     namespaced=True, schema_ref="io.k8s.api.apps.v1.ReplicaSet",
@@ -489,8 +487,14 @@ async def test_secret_values_are_not_in_the_database_in_clear(
     await storage.create(
         SECRETS, obj(SECRETS, ns, "creds", data={"token": encoded}, stringData={"pw": clear})
     )
-    await storage.update(SECRETS, obj(SECRETS, ns, "creds", data={"token": encoded}))
-    assert (await storage.get(SECRETS, ns, "creds"))["data"] == {"token": encoded}
+    # kubectl apply keeps the whole manifest, data included, in an annotation
+    applied = json.dumps({"apiVersion": "v1", "kind": "Secret", "stringData": {"pw": clear}})
+    annotated = obj(SECRETS, ns, "creds", data={"token": encoded})
+    annotated["metadata"]["annotations"] = {LAST_APPLIED: applied, "team": "a"}
+    await storage.update(SECRETS, annotated)
+    stored = await storage.get(SECRETS, ns, "creds")
+    assert stored["data"] == {"token": encoded}
+    assert stored["metadata"]["annotations"] == {"team": "a", LAST_APPLIED: applied}
     database = database_url.rsplit("/", 1)[1].split("?")[0]
     pg_dump = await asyncio.create_subprocess_exec(
         str(postgres_server.bin_dir / "pg_dump"),
