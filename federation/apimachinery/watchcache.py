@@ -61,11 +61,17 @@ class _Subscriber:
         try:
             self.queue.put_nowait(change)
         except asyncio.QueueFull:
-            # A watcher that cannot keep up is closed, as Kubernetes does; it resumes from the
-            # last version it saw and gets what it missed from the window, or 410.
-            self.overflowed = True
+            # A watcher that cannot keep up is closed, as Kubernetes does: it ends right after the
+            # last change it was handed (nothing queued is kept, so nothing is skipped) and
+            # resumes from that version, getting what it missed from the window, or 410.
+            self.end()
+
+    def end(self) -> None:
+        """End this watch after the changes already handed out; the client resumes from there."""
+        self.overflowed = True
+        while not self.queue.empty():
             self.queue.get_nowait()
-            self.queue.put_nowait(None)
+        self.queue.put_nowait(None)
 
 
 class WatchCache:
@@ -110,6 +116,16 @@ class WatchCache:
         for sub in list(self._subscribers):
             if sub.wants(change):
                 sub.offer(change)
+
+    def reset(self, horizon: int) -> None:
+        """Forget the window: history up to ``horizon`` is gone (compacted before this cache saw
+        it). Open watches end; resuming from a version before ``horizon`` then gets 410 Gone."""
+        for sub in list(self._subscribers):
+            sub.end()
+        self._buffer.clear()
+        self._latest.clear()
+        self._horizon = horizon
+        self._newest = max(self._newest, horizon)
 
     def advance(self, version: int) -> None:
         """Note that versions up to ``version`` carried no change (gaps in the sequence)."""

@@ -2,9 +2,10 @@
 
 :func:`follow` drives one storage watch for one HTTP request. It never cancels the storage's
 iterator mid-step (an async generator cancelled inside ``__anext__`` is finished for good);
-bookmarks come from the storage, which knows when a quiet watcher has been handed everything up to its newest
-version. It ends at the request's timeout, at the end of the storage stream, or after one ``ERROR`` (a 410 for a version older than the window); and it
-always closes the storage iterator, so no subscriber outlives its request.
+bookmarks come from the storage, which knows when a quiet watcher has been handed everything up to
+its newest version. It ends at the request's timeout, at the end of the storage stream, or after
+one ``ERROR`` (a 410 for a version older than the window); and it always closes the storage
+iterator, so no subscriber outlives its request.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ import contextlib
 import functools
 import json
 import logging
+import select
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, cast
@@ -167,6 +168,9 @@ _CHANGE_COLUMNS = 'resource_version, "group", plural, namespace, name, type, bod
 _CHANGES_AFTER = (
     f"SELECT {_CHANGE_COLUMNS} FROM changes WHERE resource_version > %s ORDER BY resource_version LIMIT %s"
 )
+_OLDEST_CHANGE = "SELECT min(resource_version) FROM changes"
+IDLE_CHECK_SECONDS = 2.0
+"""A pooled connection idle longer than this is checked with a round trip before reuse."""
 _NEWEST_CHANGES = (
     f"SELECT {_CHANGE_COLUMNS} FROM"
     f" (SELECT {_CHANGE_COLUMNS} FROM changes ORDER BY resource_version DESC LIMIT %s) newest"
@@ -229,7 +233,7 @@ class _Connections:
 
     def __init__(self, connect_args: dict[str, Any], *, size: int) -> None:
         self._connect_args = connect_args
-        self._idle: list[Connection] = []
+        self._idle: list[tuple[Connection, float]] = []
         self._slots = asyncio.Semaphore(size)
         self._closed = False
 
@@ -242,7 +246,7 @@ class _Connections:
             raise RuntimeError("the storage is closed")
         async with self._slots:
             try:
-                conn = self._idle.pop() if self._idle else await self.connect()
+                conn = await self._checkout()
                 try:
                     yield conn
                 finally:
@@ -252,6 +256,26 @@ class _Connections:
                 # The driver's message can name the server; it goes to the log, not the client.
                 _logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
                 raise unavailable("the database is unavailable; retry shortly") from None
+
+    async def _checkout(self) -> Connection:
+        """An idle connection, checked first when it has been idle a while (the server may have
+        restarted meanwhile: a dead one is replaced instead of failing a request), or a new one."""
+        while self._idle:
+            conn, idle_since = self._idle.pop()
+            if _has_pending_input(conn):
+                # An idle connection has nothing to read unless the server ended it (a FATAL
+                # message, then EOF): a restart or an administrator's pg_terminate_backend.
+                await conn.close()
+                continue
+            if time.monotonic() - idle_since < IDLE_CHECK_SECONDS:
+                return conn
+            try:
+                await conn.execute("SELECT 1")
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                await conn.close()
+                continue
+            return conn
+        return await self.connect()
 
     async def _release(self, conn: Connection) -> None:
         if not conn.closed and conn.info.transaction_status in (
@@ -273,13 +297,22 @@ class _Connections:
         ):
             await conn.close()
         else:
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
 
     async def close(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             await conn.close()
+
+
+def _has_pending_input(conn: Connection) -> bool:
+    """Whether an idle connection's socket is readable (a zero-timeout poll, no round trip)."""
+    try:
+        ready, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return bool(ready)
 
 
 def _connect_args(engine: AsyncEngine) -> dict[str, Any]:
@@ -589,6 +622,18 @@ class PostgresStorage:
         while True:
             cur = await conn.execute(_CHANGES_AFTER, (self._feed_version, 1000), prepare=True)
             rows = await cur.fetchall()
+            if rows and rows[0][0] > self._feed_version + 1:
+                # A gap: a rolled-back version, or history compacted (by another process) before
+                # this feed read it. Only the second loses changes: then nothing at or below the
+                # feed's position is left, and watches from before the gap must get 410.
+                oldest = (await (await conn.execute(_OLDEST_CHANGE)).fetchone() or (None,))[0]
+                if oldest is not None and oldest > self._feed_version:
+                    _logger.warning(
+                        "watch feed fell behind compaction (at %d, oldest change %d): watches restart",
+                        self._feed_version,
+                        oldest,
+                    )
+                    self._cache.reset(rows[0][0] - 1)
             for row in rows:
                 self._cache.append(self._change(row))
                 self._feed_version = row[0]
@@ -620,9 +665,15 @@ class PostgresStorage:
                 secret[_SEALED_ANNOTATIONS] = hidden
         sealed: bytes | None = None
         key_id: str | None = None
+        body_json = _COMPACT(body)
+        try:
+            body_json.encode()  # JSON text may hold lone surrogates ("\ud800"), which UTF-8 cannot
+            secret_bytes = _COMPACT(secret).encode() if secret else b""
+        except UnicodeEncodeError:
+            raise bad_request("the object holds text that is not valid Unicode (a lone surrogate)") from None
         if secret:
             aad = identity_aad(rt.group, rt.plural, namespace, name)
-            key_id, sealed = self._sealer.seal(_COMPACT(secret).encode(), aad=aad)
+            key_id, sealed = self._sealer.seal(secret_bytes, aad=aad)
         uid = metadata.get("uid")
         params = {
             "group": rt.group,
@@ -631,7 +682,7 @@ class PostgresStorage:
             "name": name,
             "uid": str(uid) if uid else None,
             "labels": _COMPACT(labels_of(stored)),
-            "body": _COMPACT(body),
+            "body": body_json,
             "sealed": sealed,
             "key_id": key_id,
         }

@@ -64,6 +64,8 @@ class TokenStore:
         self._engine = engine
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, TokenInfo]] = {}
+        self._deletions = 0
+        """Bumped by every delete, before and after it commits: a lookup overlapping one is not cached."""
 
     async def create(self, name: str, role: str) -> str:
         """Make a token for ``name``; returns it (the only time it is seen). ValueError for an
@@ -90,6 +92,7 @@ class TokenStore:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
+        deletions = self._deletions
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(_AUTHENTICATE, {"token_hash": digest, "touch_after": _TOUCH_AFTER})
@@ -98,7 +101,8 @@ class TokenStore:
             self._cache.pop(digest, None)
             return None
         info = TokenInfo(name=row.name, role=_check_role(row.role))
-        if self._cache_seconds > 0:
+        # Not cached when a delete ran meanwhile: the row read may be one just revoked.
+        if self._cache_seconds > 0 and deletions == self._deletions:
             self._cache[digest] = (now + self._cache_seconds, info)
         return info
 
@@ -113,11 +117,13 @@ class TokenStore:
 
     async def delete(self, name: str) -> bool:
         """Revoke the token named ``name``; False if there was none."""
+        self._deletions += 1
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 delete(tokens).where(tokens.c.name == name).returning(tokens.c.token_hash)
             )
             digests = [r.token_hash for r in result]
+        self._deletions += 1
         for digest in digests:
             self._cache.pop(digest, None)
         return bool(digests)
