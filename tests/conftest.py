@@ -20,8 +20,9 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,6 +31,8 @@ from sqlalchemy.engine import make_url
 
 from federation.store import migrate
 from federation.store.embedded import EmbeddedPostgres, client_bin_dir
+from federation.store.engine import make_engine
+from federation.store.postgres import PostgresStorage
 from federation.store.sealing import Sealer
 
 TEST_DATABASE_URL_ENV = "FEDERATION_TEST_DATABASE_URL"
@@ -123,6 +126,30 @@ def database_url(make_database: MakeDatabase) -> str:
 @pytest.fixture
 def sealer() -> Sealer:
     return Sealer.generate()
+
+
+@pytest.fixture
+async def postgres(
+    database_url: str, sealer: Sealer
+) -> AsyncIterator[Callable[..., Awaitable[PostgresStorage]]]:
+    """``await postgres(sealer_=..., app="name", window=..., ...)``: a started PostgresStorage on the
+    module's database (its connections carry ``application_name=app``, so a test can find and kill
+    them), closed afterwards."""
+    made: list[tuple[Any, PostgresStorage]] = []
+
+    async def make(*, sealer_: Sealer | None = None, app: str | None = None, **kw: Any) -> PostgresStorage:
+        url = database_url + (f"&application_name={app}" if app else "")
+        engine = make_engine(url, pool_size=4)
+        kw.setdefault("poll_interval", 0.1)
+        storage = PostgresStorage(engine, sealer_ or sealer, **kw)
+        made.append((engine, storage))
+        await storage.start()
+        return storage
+
+    yield make
+    for engine, storage in made:
+        await storage.close()
+        await engine.dispose()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -351,6 +351,27 @@ class Registry:
             return gone
         return await self.storage.update(rt, obj, precondition_rv=precondition)
 
+    async def _replace(
+        self,
+        rt: ResourceType,
+        merged: Obj,
+        old: Obj,
+        opts: WriteOptions,
+        *,
+        client_rv: int | None,
+        warnings: list[str],
+    ) -> Outcome | None:
+        """Validate and store ``merged`` over ``old``. None: another write came first and the
+        client gave no version, so the caller reads again and retries (Kubernetes' GuaranteedUpdate)."""
+        self._validate(rt, merged, old)
+        try:
+            stored = await self._write(rt, merged, old, opts, precondition=rv_of(old))
+        except ApiError as err:
+            if err.code == 409 and err.reason == "Conflict" and client_rv is None:
+                return None
+            raise
+        return Outcome(stored, tuple(warnings))
+
     async def update(
         self,
         rt: ResourceType,
@@ -371,14 +392,9 @@ class Registry:
             if client_rv is not None and client_rv != rv_of(old):
                 raise conflict(rt.plural, name, rt.group)
             merged = self._merge_update(rt, copy_json(obj), old, subresource)
-            self._validate(rt, merged, old)
-            try:
-                stored = await self._write(rt, merged, old, opts, precondition=rv_of(old))
-            except ApiError as err:
-                if err.code == 409 and err.reason == "Conflict" and client_rv is None:
-                    continue
-                raise
-            return Outcome(stored, tuple(warnings))
+            outcome = await self._replace(rt, merged, old, opts, client_rv=client_rv, warnings=warnings)
+            if outcome is not None:
+                return outcome
         raise ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
 
     async def patch(
@@ -414,14 +430,9 @@ class Registry:
             meta(patched)["name"] = name
             obj, warnings = self._decode(rt, patched, opts)
             merged = self._merge_update(rt, obj, old, subresource)
-            self._validate(rt, merged, old)
-            try:
-                stored = await self._write(rt, merged, old, opts, precondition=rv_of(old))
-            except ApiError as err:
-                if err.code == 409 and err.reason == "Conflict" and client_rv is None:
-                    continue
-                raise
-            return Outcome(stored, tuple(warnings))
+            outcome = await self._replace(rt, merged, old, opts, client_rv=client_rv, warnings=warnings)
+            if outcome is not None:
+                return outcome
         raise ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
 
     def _apply_patch(

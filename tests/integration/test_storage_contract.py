@@ -433,26 +433,6 @@ async def test_sealed_fields_round_trip(storage: Storage, ns: str) -> None:
 # -- Postgres only ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def postgres(
-    database_url: str, sealer: Sealer
-) -> AsyncIterator[Callable[..., Awaitable[PostgresStorage]]]:
-    """``await postgres(sealer=..., window=...)``: PostgresStorages on the module's database."""
-    made: list[tuple[Any, PostgresStorage]] = []
-
-    async def make(*, sealer_: Sealer = sealer, **kw: Any) -> PostgresStorage:
-        engine = make_engine(database_url, pool_size=4)
-        storage = PostgresStorage(engine, sealer_, poll_interval=0.2, **kw)
-        made.append((engine, storage))
-        await storage.start()
-        return storage
-
-    yield make
-    for engine, storage in made:
-        await storage.close()
-        await engine.dispose()
-
-
 async def test_every_storage_on_a_database_sees_every_change(
     postgres: Callable[..., Awaitable[PostgresStorage]], ns: str
 ) -> None:

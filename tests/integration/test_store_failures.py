@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
 
 import psycopg
@@ -58,26 +58,6 @@ def sealer() -> Sealer:
 @pytest.fixture
 def ns() -> str:
     return f"ns-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-async def postgres(database_url: str, sealer: Sealer) -> AsyncIterator[MakePostgres]:
-    """``await postgres(app="name", window=..., ...)``: a started storage whose connections carry
-    ``application_name=app`` (so a test can find and kill them), closed afterwards."""
-    made: list[tuple[Any, PostgresStorage]] = []
-
-    async def make(*, app: str | None = None, **kw: Any) -> PostgresStorage:
-        url = database_url + (f"&application_name={app}" if app else "")
-        engine = make_engine(url, pool_size=4)
-        storage = PostgresStorage(engine, sealer, poll_interval=0.1, **kw)
-        made.append((engine, storage))
-        await storage.start()
-        return storage
-
-    yield make
-    for engine, storage in made:
-        await storage.close()
-        await engine.dispose()
 
 
 async def terminate(url: str, app: str) -> int:
