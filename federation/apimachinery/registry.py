@@ -119,6 +119,11 @@ def patch_version(patch_type: PatchType, patch: Any) -> int | None:
     return client_version(metadata.get("resourceVersion")) if isinstance(metadata, dict) else None
 
 
+def _too_many_retries(rt: ResourceType, name: str) -> ApiError:
+    """A read-modify-write that lost the race :data:`MAX_RETRIES` times in a row."""
+    return ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
+
+
 def _spec_of(obj: Obj) -> Any:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
@@ -395,7 +400,7 @@ class Registry:
             outcome = await self._replace(rt, merged, old, opts, client_rv=client_rv, warnings=warnings)
             if outcome is not None:
                 return outcome
-        raise ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
+        raise _too_many_retries(rt, name)
 
     async def patch(
         self,
@@ -433,7 +438,7 @@ class Registry:
             outcome = await self._replace(rt, merged, old, opts, client_rv=client_rv, warnings=warnings)
             if outcome is not None:
                 return outcome
-        raise ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
+        raise _too_many_retries(rt, name)
 
     def _apply_patch(
         self, rt: ResourceType, current: Obj, patch_type: PatchType, patch: Any, *, subresource: str | None
@@ -515,7 +520,7 @@ class Registry:
             outcome = await self._apply_scale(rt, old, body, opts, client_rv=client_rv)
             if outcome is not None:
                 return outcome
-        raise ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
+        raise _too_many_retries(rt, name)
 
     # ------------------------------------------------------------------ delete
 
@@ -571,7 +576,7 @@ class Registry:
                 raise
             await self._after_removal(rt, gone)
             return Outcome(gone, deleted=True)
-        raise ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
+        raise _too_many_retries(rt, name)
 
     async def _delete_namespace(self, ns_obj: Obj) -> Outcome:
         name = meta(ns_obj)["name"]
