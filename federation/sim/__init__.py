@@ -14,8 +14,9 @@ does not import the server machinery. See ``docs/simulator.md``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from federation.apimachinery.exports import lazy_exports
 
 if TYPE_CHECKING:
     from federation.sim.addresses import address_of
@@ -78,10 +79,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'federation.sim' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"federation.sim.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOMES)
