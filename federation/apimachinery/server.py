@@ -266,6 +266,7 @@ class ApiServer:
             if resolved is None:
                 raise not_found("", path.strip("/") or prefix)
             if isinstance(resolved, tuple):
+                resource = "discovery"
                 found = discovery.resource_list(self.scheme, *resolved)
                 if found is None:
                     group, version = resolved
