@@ -4,16 +4,23 @@ Every object is one row of ``objects``; every change is also one row of ``change
 are served from) and takes its ``resourceVersion`` from ``resource_version_seq``. How the protocol's
 guarantees are kept:
 
-* **Versions become visible in order.** Each write is one READ COMMITTED transaction that takes
-  ``pg_advisory_xact_lock`` on a constant key, then, in one statement, checks its precondition, takes
-  ``nextval``, writes the object row and the change row and NOTIFYs; then commits. The lock is held
+* **Versions become visible in order.** Each write transaction is READ COMMITTED and takes
+  ``pg_advisory_xact_lock`` on a constant key; then each of its writes, in one statement, checks its
+  precondition, takes ``nextval`` and writes the object row and the change row; it NOTIFYs once and
+  commits. The lock is held
   until the commit is visible, so the next writer's version is larger and commits later: version
   order is commit order. A reader that sees version N therefore sees every version below N, which
   makes ``max(changes.resource_version)`` in a list's snapshot the version the list reflects, and
   makes ``changes WHERE resource_version > last`` a feed that never skips a late commit.
-* **Short critical section.** JSON encoding and encryption happen before the transaction; the four
-  statements (BEGIN, lock, write, COMMIT) go to the server in one pipeline, so the lock is held for
-  the server's work only, never for a round trip or for our event loop's latency.
+* **Group commit.** One writer task per storage sends the transactions, one at a time; each carries
+  every write queued while the previous one was in flight (up to ``MAX_BATCH``). Under load, one
+  lock, one NOTIFY and one WAL flush serve many writes: on 2 cores this took the storage from
+  ~1.4k to ~8.5k creates/s (16 callers) and its Python CPU per create from 0.39 to 0.10 ms. A
+  statement Postgres refuses aborts the transaction; its writes are then retried one by one, so
+  only the bad one fails (the versions the aborted try took are gaps, which the feed tolerates).
+* **Short critical section.** JSON encoding and encryption happen before the transaction; its
+  statements (BEGIN, lock, the writes, NOTIFY, COMMIT) go to the server in one pipeline, so the lock
+  is held for the server's work only, never for a round trip or for our event loop's latency.
 * **A failed call changes nothing.** The precondition (absent for create, present with the expected
   version for update/delete) is checked in the same statement that takes ``nextval``, after the lock,
   so a refused write neither writes a row nor burns a version.
@@ -36,8 +43,7 @@ connections to the engine's database. Measured on 2 cores with the get query, SQ
 checkout and Core execution cost more than the query itself (~3.4k gets/s through Core, ~5.5k/s on
 psycopg behind SQLAlchemy's pool, ~13k/s on psycopg with this pool). The engine names the database
 and sizes that pool (``pool_size``, default the engine's); the engine's own pool serves the other
-store modules (tokens, leases). Through this storage: ~2.5k creates/s and ~10k gets/s (20 concurrent
-callers, Postgres on the same 2 cores).
+store modules (tokens, leases).
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ from federation.store.sealing import Sealer, SealingError, identity_aad
 _logger = logging.getLogger(__name__)
 
 CHANNEL = "federation_changes"
-"""The NOTIFY channel every write signals on (payload: the new version)."""
+"""The NOTIFY channel every write transaction signals on (no payload: the feed reads ``changes``)."""
 
 WRITE_LOCK_KEY = int.from_bytes(b"fedwrite", "big")
 """The advisory lock every write transaction holds from before ``nextval`` until it commits."""
@@ -95,7 +101,7 @@ _OBJECTS_PK = (
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
-_NOTIFY = f"pg_notify('{CHANNEL}', {{rv}}::text)"
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
 
 _CREATE = f"""
 WITH v AS (
@@ -114,7 +120,7 @@ WITH v AS (
            o.key_id
     FROM o
 )
-SELECT o.resource_version, {_NOTIFY.format(rv="o.resource_version")} FROM o
+SELECT o.resource_version FROM o
 """
 
 _UPDATE = f"""
@@ -135,9 +141,7 @@ WITH cur AS (
            o.key_id
     FROM o
 )
-SELECT cur.resource_version, o.resource_version,
-       CASE WHEN o.resource_version IS NOT NULL THEN {_NOTIFY.format(rv="o.resource_version")} END
-FROM cur LEFT JOIN o ON true
+SELECT cur.resource_version, o.resource_version FROM cur LEFT JOIN o ON true
 """
 
 _DELETE = f"""
@@ -153,9 +157,7 @@ WITH cur AS (
     SELECT d.rv, %(group)s, %(plural)s, %(namespace)s, %(name)s, 'DELETED', cur.body, cur.sealed, cur.key_id
     FROM d, cur
 )
-SELECT cur.resource_version, cur.body, cur.sealed, cur.key_id, d.rv,
-       CASE WHEN d.rv IS NOT NULL THEN {_NOTIFY.format(rv="d.rv")} END
-FROM cur LEFT JOIN d ON true
+SELECT cur.resource_version, cur.body, cur.sealed, cur.key_id, d.rv FROM cur LEFT JOIN d ON true
 """
 
 _GET = f"SELECT resource_version, body, sealed, key_id FROM objects WHERE {_PK}"
@@ -223,6 +225,27 @@ class _Row:
     def __init__(self, obj: Obj, params: dict[str, Any]) -> None:
         self.obj = obj
         self.params = params
+
+
+MAX_BATCH = 256
+"""The most writes one transaction carries (group commit)."""
+
+
+class _Write:
+    """A write waiting for the writer: its statement, parameters and the caller's future."""
+
+    __slots__ = ("done", "params", "statement")
+
+    def __init__(self, statement: str, params: dict[str, Any], done: asyncio.Future[TupleRow | None]) -> None:
+        self.statement = statement
+        self.params = params
+        self.done = done
+
+
+def _fail(batch: Sequence[_Write], exc: Exception) -> None:
+    for write in batch:
+        if not write.done.done():
+            write.done.set_exception(exc)
 
 
 # -- connections -------------------------------------------------------------------------------------
@@ -355,6 +378,8 @@ class PostgresStorage:
         self._cache: WatchCache | None = None
         self._feed: asyncio.Task[None] | None = None
         self._feed_version = 0
+        self._queue: list[_Write] = []
+        self._writer: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._closed = False
         self.feed_error: Exception | None = None
@@ -398,6 +423,9 @@ class PostgresStorage:
     async def close(self) -> None:
         """Stop the watch feed (open watches end) and close every connection. Idempotent."""
         self._closed = True
+        if self._writer is not None:  # writes already queued are finished, not dropped
+            with contextlib.suppress(Exception):
+                await self._writer
         async with self._starting:
             feed, self._feed = self._feed, None
         if feed is not None:
@@ -443,25 +471,69 @@ class PostgresStorage:
         found = await self._write(_DELETE, {**params, "precondition": precondition_rv})
         if found is None:
             raise not_found(rt.plural, name, rt.group)
-        _, body, sealed, key_id, version, _ = found
+        _, body, sealed, key_id, version = found
         if version is None:
             raise conflict(rt.plural, name, rt.group)
         return self._decode(rt.group, rt.plural, namespace, name, version, body, sealed, key_id, lenient=True)
 
     async def _write(self, statement: str, params: dict[str, Any]) -> TupleRow | None:
-        """Run one write statement in its locked transaction: one round trip, nothing held between."""
-        async with self._pool.connection() as conn:
-            try:
+        """Run one write statement in a locked transaction, together with whatever other writes
+        are waiting (group commit); returns the statement's row."""
+        if self._closed:
+            raise RuntimeError("the storage is closed")
+        done: asyncio.Future[TupleRow | None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Write(statement, params, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(), name="federation-writer")
+        return await done
+
+    async def _write_queued(self) -> None:
+        """The writer: one transaction at a time, each holding every write queued meanwhile.
+
+        While a transaction is in flight, new writes queue up; the next one takes them all (up to
+        ``MAX_BATCH``). One lock, one NOTIFY and one WAL flush then serve many writes, so Postgres
+        work per write falls as load rises, and no write waits longer than one transaction for
+        its turn. The task ends when the queue is empty; the next write starts another.
+        """
+        while self._queue:
+            batch = [w for w in self._queue[:MAX_BATCH] if not w.done.done()]  # skip cancelled
+            del self._queue[:MAX_BATCH]
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        """Write ``batch`` in one transaction. A statement Postgres refuses aborts the transaction:
+        then each write is retried alone, so only the bad one fails."""
+        try:
+            async with self._pool.connection() as conn:
                 async with conn.pipeline():
                     await conn.execute(_BEGIN_WRITE)
                     await conn.execute(_LOCK)
-                    cur = await conn.execute(statement, params)
+                    cursors = [await conn.execute(w.statement, w.params, prepare=True) for w in batch]
+                    await conn.execute(_NOTIFY)
                     await conn.execute("COMMIT")
-            except psycopg.errors.DataError as exc:
+                rows = [await cur.fetchone() for cur in cursors]
+        except psycopg.Error as exc:
+            if len(batch) > 1:
+                for write in batch:
+                    await self._commit([write])
+                return
+            failure: Exception = exc
+            if isinstance(exc, psycopg.errors.DataError):
                 # Postgres refuses some JSON that Python writes (a \u0000 in a string). Only the
                 # primary message is passed on: the full one quotes the object's content.
-                raise bad_request(f"the object cannot be stored: {exc.diag.message_primary}") from None
-            return await cur.fetchone()
+                failure = bad_request(f"the object cannot be stored: {exc.diag.message_primary}")
+            _fail(batch, failure)
+        except asyncio.CancelledError:  # the storage is closing: nobody waits in vain
+            for write in batch:
+                write.done.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - unavailable (503), or a bug: the callers raise it
+            _fail(batch, exc)
+        else:
+            for write, row in zip(batch, rows, strict=True):
+                if not write.done.done():
+                    write.done.set_result(row)
 
     # reads
 

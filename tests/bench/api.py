@@ -806,10 +806,10 @@ def federation_create_script(stored: dict[str, Any]) -> str:
     """pgbench: the server's own statements for one create, as ``PostgresStorage`` sends them.
 
     The namespace lookup (the registry checks the namespace exists) is one autocommit statement;
-    then BEGIN, the advisory lock, the create statement and COMMIT go in one pipeline. Names are
+    then BEGIN, the advisory lock, the create statement, NOTIFY and COMMIT go in one pipeline. Names are
     random (a rare collision inserts nothing, as the create statement checks).
     """
-    from federation.store.postgres import _BEGIN_WRITE, _CREATE, _GET, _LOCK
+    from federation.store.postgres import _BEGIN_WRITE, _CREATE, _GET, _LOCK, _NOTIFY
 
     values = {
         "group": "'apps'",
@@ -832,6 +832,7 @@ def federation_create_script(stored: dict[str, Any]) -> str:
             _BEGIN_WRITE + ";",
             _LOCK + ";",
             create + ";",
+            _NOTIFY + ";",
             "COMMIT;",
             r"\endpipeline",
             "",
