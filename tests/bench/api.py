@@ -673,6 +673,7 @@ class Bench:
         out = Path(self.args.profile).resolve() / f"{name}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [spy, "record", "--pid", str(self.env.server_pid), "--format", "raw", "--rate", "250"]
+        cmd += ["--subprocesses"] if self.args.workers > 1 else []
         cmd += ["--duration", str(max(1, int(seconds))), "--output", str(out), "--nonblocking"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -685,30 +686,63 @@ class Bench:
                 proc.wait()
             print(f"  profile of the server (py-spy, collapsed stacks): {out}", flush=True)
 
-    def wrk_gets(self, concurrency: int, seconds: float, max_requests: int) -> None:
+    def wrk(
+        self, phase: str, operation: str, concurrency: int, seconds: float, max_requests: int
+    ) -> Row | None:
+        """``operation`` ("get" or "create") from ``wrk``, a load generator in C: a second opinion
+        on the Python client, and the cheapest client (CPU left for the server on 2 cores)."""
         wrk = _find_tool("wrk")
         if wrk is None:
-            print("  get-max (wrk): skipped, wrk is not installed (apt-get install -y wrk)", flush=True)
-            return
+            print(f"  {phase}: skipped, wrk is not installed (apt-get install -y wrk)", flush=True)
+            return None
         # wrk runs for -d seconds; its Lua script also stops it after max_requests responses.
-        script = self.env.tmp / "wrk.lua"
-        script.write_text(
-            f"local n, limit = 0, {max_requests}\n"
-            f'wrk.headers["Authorization"] = "Bearer {self.env.token}"\n'
-            'wrk.headers["Accept"] = "application/json"\n'
-            "function response(status, headers, body)\n"
-            "  n = n + 1\n"
-            "  if n >= limit then wrk.thread:stop() end\n"
-            "end\n"
-            "function done(summary, latency, requests)\n"
-            '  io.write(string.format("bench: p50=%d p90=%d p99=%d max=%d\\n",\n'
-            "    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))\n"
-            "end\n"
+        # Creates: each request names a new ReplicaSet (phase, thread and counter in the name);
+        # any status but 201 is counted as an error.
+        self.sequence += 1
+        lines = [
+            f"local n, limit, bad = 0, {max_requests}, 0",
+            f'wrk.headers["Authorization"] = "Bearer {self.env.token}"',
+            'wrk.headers["Accept"] = "application/json"',
+        ]
+        if operation == "create":
+            before, after = json.dumps(replicaset("@@NAME@@"), separators=(",", ":")).split("@@NAME@@")
+            lines += [
+                'wrk.method = "POST"',
+                'wrk.headers["Content-Type"] = "application/json"',
+                "local threads, i = 0, 0",
+                "function setup(thread) threads = threads + 1; thread:set('id', threads) end",
+                f"local before, after = {_lua_string(before)}, {_lua_string(after)}",
+                "function request()",
+                "  i = i + 1",
+                f"  local body = before .. 'wrk{self.sequence}-' .. (id or 0) .. '-' .. i .. after",
+                "  return wrk.format(nil, nil, nil, body)",
+                "end",
+            ]
+        expect = 201 if operation == "create" else 200
+        lines += [
+            "function response(status, headers, body)",
+            "  n = n + 1",
+            f"  if status ~= {expect} then",
+            "    bad = bad + 1",
+            "    if bad == 1 then",
+            "      io.write('bench: first error ' .. status .. ' ' .. body:sub(1, 300) .. '\\n')",
+            "    end",
+            "  end",
+            "  if n >= limit then wrk.thread:stop() end",
+            "end",
+            "function done(summary, latency, requests)",
+            '  io.write(string.format("bench: p50=%d p90=%d p99=%d max=%d\\n",',
+            "    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))",
+            "end",
+        ]
+        script = self.env.tmp / f"wrk-{operation}.lua"
+        script.write_text("\n".join(lines) + "\n")
+        url = f"https://{self.env.host}:{self.env.port}{RS_PATH}" + (
+            f"/{GET_NAME}" if operation == "get" else ""
         )
-        url = f"https://{self.env.host}:{self.env.port}{RS_PATH}/{GET_NAME}"
         cmd = [wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
         cmd += ["-s", str(script), url]
-        self.commands.append("wrk: " + " ".join(shlex.quote(c) for c in cmd))
+        self.commands.append(f"{phase}: " + " ".join(shlex.quote(c) for c in cmd))
         self.meter.begin()
         cpu0 = _children_cpu()
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
@@ -717,14 +751,29 @@ class Bench:
         requests = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out.stdout)
         pcts = re.search(r"bench: p50=(\d+) p90=(\d+) p99=(\d+) max=(\d+)", out.stdout)
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+        socket_errors = re.search(
+            r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out.stdout
+        )
         if out.returncode != 0 or requests is None or pcts is None:
-            print(f"  get-max (wrk) failed ({out.returncode}): {out.stdout[-500:]} {out.stderr[-500:]}")
-            return
+            print(f"  {phase} failed ({out.returncode}): {out.stdout[-500:]} {out.stderr[-500:]}")
+            return None
         secs = float(requests.group(2)) / (1000 if requests.group(3) == "ms" else 1)
         p50, p90, p99, pmax = (int(v) / 1e6 for v in pcts.groups())
-        errors = int(non2xx.group(1)) if non2xx else 0
+        wrong = re.findall(r"bench: first error (.*)", out.stdout)
+        errors = max(int(non2xx.group(1)) if non2xx else 0, 1 if wrong else 0)
+        if socket_errors:
+            errors += sum(int(v) for v in socket_errors.groups())
         summary = Summary(int(requests.group(1)), errors, secs, p50, p90, p99, pmax)
-        self._record(Row("get-max (wrk)", str(concurrency), summary, client_cpu, usage))
+        row = Row(
+            phase,
+            str(concurrency),
+            summary,
+            client_cpu,
+            usage,
+            note=f"first error {wrong[0]}" if wrong else "",
+        )
+        self._record(row)
+        return row
 
     def prepare_pgbench(self) -> str:
         """A ``pgbench`` database on the same server, migrated like ``federation``, plus ``bench``."""
@@ -924,7 +973,9 @@ def run(args: argparse.Namespace) -> int:
             postgres.create_database("federation")
             url = postgres.url("federation")
             migrate.upgrade(url)
-            federation = start_federation(tmp / "data", database_url=url)
+            federation = start_federation(
+                tmp / "data", database_url=url, extra_env={"FEDERATION_WORKERS": str(args.workers)}
+            )
             found = re.match(r"https://([^:/]+):(\d+)", federation.url)
             if found is None:
                 raise RuntimeError(f"unexpected server URL {federation.url}")
@@ -981,7 +1032,10 @@ def run(args: argparse.Namespace) -> int:
                 profile="get-max",
             )
             if args.wrk:
-                bench.wrk_gets(conc, seconds, max_requests)
+                wrk_creates = bench.wrk("create-max (wrk)", "create", conc, seconds, max_requests)
+                if wrk_creates is not None and wrk_creates.summary.rate > creates.summary.rate:
+                    creates = wrk_creates
+                bench.wrk("get-max (wrk)", "get", conc, seconds, max_requests)
             pgbench_url = bench.prepare_pgbench()
             tps = bench.pgbench(
                 "pgbench insert", pgbench_url, single_insert_script(env.stored_body), conc, seconds
@@ -998,7 +1052,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"command: {command}")
             print("\n".join(machine))
             print(
-                f"server: fedctl up (one process: uvicorn, HTTPS), {federation.url}; load: {args.clients} "
+                f"server: fedctl up ({args.workers} worker process(es): uvicorn, HTTPS), {federation.url};"
+                f" load: {args.clients} "
                 f"client process(es), HTTP/1.1 keep-alive over TLS, {conc} connections in closed loops"
                 + (
                     f"; server pinned to its own core, clients to {list(bench.client_cpus)}"
@@ -1014,11 +1069,12 @@ def run(args: argparse.Namespace) -> int:
                 print("notes:\n" + "\n".join(notes))
             print()
             print(
-                f"creates/s / pgbench insert TPS = {creates.summary.rate:.0f} / {tps:.0f}"
+                f"creates/s ({creates.phase}) / pgbench insert TPS = {creates.summary.rate:.0f} / {tps:.0f}"
                 f" = {creates.summary.rate / tps:.3f}"
             )
             print(
-                f"creates/s / pgbench fed-create SQL TPS = {creates.summary.rate:.0f} / {fed_tps:.0f}"
+                f"creates/s ({creates.phase}) / pgbench fed-create SQL TPS"
+                f" = {creates.summary.rate:.0f} / {fed_tps:.0f}"
                 f" = {creates.summary.rate / fed_tps:.3f}"
             )
             print("goals (issue 3):")
@@ -1048,6 +1104,14 @@ def run(args: argparse.Namespace) -> int:
             postgres.stop()
 
 
+def _lua_string(text: str) -> str:
+    """``text`` as a Lua long string literal (no escapes are interpreted inside one)."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
 def _goal(what: str, value: float, unit: str, target: float, *, below: bool) -> None:
     met = (value < target) if below else (value >= target)
     shown = f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
@@ -1065,6 +1129,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, help="per-phase request limit (200000; quick: 10000)")
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop connections (16)")
     parser.add_argument("--clients", type=int, default=1, help="load-generator processes (1)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server worker processes (FEDERATION_WORKERS, default 1)"
+    )
     parser.add_argument(
         "--pin", action="store_true", help="pin the server to one core, clients to the others"
     )
