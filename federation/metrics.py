@@ -2,11 +2,34 @@
 
 Names and labels follow DESIGN.md; label values are bounded (cluster names, kinds, verbs, codes),
 never object names of unbounded sets except where the design asks for them.
+
+An API server of several worker processes (``FEDERATION_WORKERS``) reports for all of them at once
+with prometheus-client's multiprocess mode: the parent makes a private directory
+(:func:`shared_by_workers`) where each worker keeps its values in files of its own, and each
+worker's ``/metrics`` sums those files (:func:`report_all_workers`). A Gauge added here needs a
+``multiprocess_mode`` saying how the workers' values combine (``livesum``, ``max``, ...). With one
+process nothing of this is used.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    REGISTRY,
+    Counter,
+    Histogram,
+)
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 API_REQUESTS_TOTAL = Counter(
     "federation_api_requests_total",
@@ -19,3 +42,61 @@ API_REQUEST_DURATION_SECONDS = Histogram(
     ["verb", "resource"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client reads it once, when a process first imports the library."""
+
+
+@contextlib.contextmanager
+def shared_by_workers() -> Iterator[Path]:
+    """In the parent of the API workers: a private directory for their metric files, named in the
+    environment they inherit; the directory and the variable are gone on exit.
+
+    Workers must be started inside it, as new interpreters (not forked from this one, whose
+    prometheus-client already chose single-process mode)."""
+    previous = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    with tempfile.TemporaryDirectory(prefix="federation-metrics-") as directory:
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
+        try:
+            yield Path(directory)
+        finally:
+            if previous is None:
+                os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)
+            else:
+                os.environ[MULTIPROCESS_DIR_VARIABLE] = previous
+
+
+def report_all_workers() -> None:
+    """In a worker: make ``/metrics`` (the default registry) report the sum over every worker.
+
+    This process's own metric objects leave the registry (their values are in its file, which the
+    multiprocess collector reads with the others), and so do the process, platform and GC
+    collectors: they would describe one worker only, as if it were the server."""
+    directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if not directory:
+        raise RuntimeError(f"{MULTIPROCESS_DIR_VARIABLE} is not set: not started as an API worker")
+    ours = [value for value in globals().values() if isinstance(value, MetricWrapperBase)]
+    for collector in [*ours, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR]:
+        REGISTRY.unregister(collector)
+    MultiProcessCollector(REGISTRY, path=directory)  # type: ignore[no-untyped-call]
+
+
+def leave_orphaned() -> None:
+    """In a worker whose parent was killed (so it cannot clean up): remove this process's metric
+    files, and the directory once no worker has any left in it (the last worker out does)."""
+    directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if not directory:
+        return
+    for path in Path(directory).glob(f"*_{os.getpid()}.db"):
+        path.unlink(missing_ok=True)
+    try:
+        os.rmdir(directory)
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.ENOENT):  # another worker is still in it / done
+            raise
+
+
+def forget_worker(pid: int, directory: Path) -> None:
+    """In the parent, once worker ``pid`` has exited: drop its live gauge values (its counters and
+    histograms stay in the sums, as a Prometheus counter must not go down)."""
+    mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]

@@ -76,12 +76,21 @@ class ServerSettings(BaseSettings):
     tls_key_file: Path | None = None
     metrics_open: bool = False
     """Serve /metrics without a token (for a Prometheus inside the trust boundary)."""
+    workers: int = 1
+    """Processes serving the API on the one port (each with its own database pool and watch feed)."""
 
     @field_validator("port")
     @classmethod
     def _port_range(cls, value: int) -> int:
         if not 0 <= value <= 65535:
             raise ValueError("FEDERATION_PORT must be between 0 and 65535")
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _at_least_one_worker(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("FEDERATION_WORKERS must be at least 1")
         return value
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ class RunningFederation:
                 self.process.kill()
                 self.process.wait(timeout=10)
         out = ""
-        if self.process.stdout:
+        if self.process.stdout and not self.process.stdout.closed:
             out = self.process.stdout.read()
             self.process.stdout.close()
         return out
@@ -63,6 +64,7 @@ def start_federation(
     *,
     database_url: str | None,
     extra_env: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
     timeout: float = 60.0,
 ) -> RunningFederation:
     env = dict(os.environ)
@@ -71,7 +73,7 @@ def start_federation(
         env["FEDERATION_DATABASE_URL"] = database_url
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [FEDCTL, "up", "--data-dir", str(data_dir), "--port", "0"],
+        [FEDCTL, "up", "--data-dir", str(data_dir), "--port", "0", *extra_args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

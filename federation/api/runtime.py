@@ -5,12 +5,18 @@ database URL it starts the embedded Postgres in the data dir. On first run it cr
 dir, the encryption key file (0600), a CA and serving certificate (``pki/``), an admin token
 (``admin.token``, 0600) and ``federation.kubeconfig`` whose current context reaches the server with
 that token; later runs reuse them. Everything started is stopped on SIGINT/SIGTERM.
+
+The server is served by this process, or, with ``FEDERATION_WORKERS`` above 1, by that many worker
+processes on the socket this one binds (:mod:`federation.api.workers`). Either way the steps that
+must happen once (the database, migrations, files, binding, the "serving on" line) happen here
+first; each serving process then makes its own engine, storage and app (:func:`serve`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -23,6 +29,7 @@ from typing import Any
 import uvicorn
 
 from federation.api.app import create_app
+from federation.api.workers import Supervisor
 from federation.apimachinery.certificates import ensure_ca_and_serving_cert
 from federation.apimachinery.kubeconfig import Kubeconfig, KubeContext, write_kubeconfig
 from federation.settings import DatabaseSettings, SecuritySettings, ServerSettings
@@ -101,19 +108,30 @@ async def ensure_admin_token(tokens: TokenStore, paths: Paths) -> str:
     return token
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WORKER_STOP_SIGNALS = (signal.SIGTERM,)
+"""A supervised worker stops on SIGTERM only (see :mod:`federation.api.workers`): Ctrl-C reaches
+the whole process group, and a worker that got SIGINT besides its supervisor's SIGTERM would take
+the second signal as uvicorn's "force exit" and skip its graceful shutdown."""
+
+
 class GracefulServer(uvicorn.Server):
-    """uvicorn, except that SIGINT/SIGTERM only ask it to stop: uvicorn's own handling re-raises
+    """uvicorn, except that the stop signals only ask it to stop: uvicorn's own handling re-raises
     the signal afterwards, which would kill the process before it stops what it started."""
+
+    def __init__(self, config: uvicorn.Config, *, stop_signals: tuple[signal.Signals, ...]) -> None:
+        super().__init__(config)
+        self.stop_signals = stop_signals
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.stop_signals:
             loop.add_signal_handler(sig, self.handle_exit, sig, None)
         try:
             yield
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in self.stop_signals:
                 loop.remove_signal_handler(sig)
 
 
@@ -129,29 +147,91 @@ def bind(address: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(
-    *,
-    url: str,
-    paths: Paths,
-    server_settings: ServerSettings,
-    security: SecuritySettings,
-    create_files: bool,
-    watch_window: int = 10_000,
-    announce: bool = True,
-) -> None:
-    """Serve the API until SIGINT/SIGTERM. ``create_files``: make the key, token and kubeconfig."""
-    if create_files:
-        paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    sealer = load_sealer(security, paths, create=create_files)
-    engine = make_engine(url)
-    tokens = TokenStore(engine)
-    storage = PostgresStorage(engine, sealer, window=watch_window, retention=max(100_000, watch_window))
-    bootstrap = security.bootstrap_token.get_secret_value() if security.bootstrap_token else None
-    sock = bind(server_settings.listen_address, server_settings.port)
-    port = sock.getsockname()[1]
+@dataclass(frozen=True)
+class Listener:
+    """The listening socket, bound once by the process that starts the server, and how clients
+    reach it. Every serving process (one, or each worker) serves this same socket."""
+
+    sock: socket.socket
+    scheme: str
+    host: str
+    port: int
+    tls_files: tuple[str, str] | None
+    """The serving certificate and key files; None for plain HTTP."""
+    ca_pem: bytes | None
+    """The CA of a certificate made here, for the kubeconfig; None for the operator's own."""
+
+    @property
+    def shown_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.shown_host}:{self.port}"
+
+    @property
+    def client_url(self) -> str:
+        """Where a client on this machine connects (a wildcard address is not one)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.shown_host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def listen(server_settings: ServerSettings, paths: Paths) -> Listener:
+    """The serving certificate (made in ``pki/`` unless the operator gave one) and the bound socket."""
     host = server_settings.listen_address
-    shown_host = f"[{host}]" if ":" in host else host
-    scheme = "http" if server_settings.insecure_http else "https"
+    tls_files: tuple[str, str] | None = None
+    ca_pem: bytes | None = None
+    if not server_settings.insecure_http:
+        if server_settings.tls_cert_file is not None and server_settings.tls_key_file is not None:
+            tls_files = (str(server_settings.tls_cert_file), str(server_settings.tls_key_file))
+        else:
+            cert = ensure_ca_and_serving_cert(paths.pki, hosts=sorted({"127.0.0.1", "localhost", host}))
+            tls_files, ca_pem = (str(cert.cert), str(cert.key)), cert.ca_pem
+    sock = bind(host, server_settings.port)
+    return Listener(
+        sock,
+        scheme="http" if server_settings.insecure_http else "https",
+        host=host,
+        port=sock.getsockname()[1],
+        tls_files=tls_files,
+        ca_pem=ca_pem,
+    )
+
+
+async def write_client_files(url: str, listener: Listener, paths: Paths) -> None:
+    """``fedctl up``: the admin token (made or reused) and the kubeconfig that reaches the server."""
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        token = await ensure_admin_token(TokenStore(engine), paths)
+    finally:
+        await engine.dispose()
+    context = KubeContext(CONTEXT_NAME, listener.client_url, ca_pem=listener.ca_pem, token=token)
+    write_kubeconfig(paths.kubeconfig, Kubeconfig(contexts=(context,), current_context=CONTEXT_NAME))
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What one serving process needs. Picklable: with several workers, each is started with it."""
+
+    url: str
+    paths: Paths
+    server_settings: ServerSettings
+    security: SecuritySettings
+    listener: Listener
+    watch_window: int = 10_000
+    stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS
+
+
+async def serve(worker: Worker) -> None:
+    """Serve the API on the listener until a stop signal, with this process's own engine,
+    storage (connection pool, watch feed) and app. The socket stays open: its owner closes it."""
+    sealer = load_sealer(worker.security, worker.paths, create=False)
+    engine = make_engine(worker.url)
+    tokens = TokenStore(engine)
+    window = worker.watch_window
+    storage = PostgresStorage(engine, sealer, window=window, retention=max(100_000, window))
+    security, server_settings = worker.security, worker.server_settings
+    bootstrap = security.bootstrap_token.get_secret_value() if security.bootstrap_token else None
     config = uvicorn.Config(
         create_app(
             storage=storage,
@@ -163,46 +243,17 @@ async def serve(
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    ca_pem: bytes | None = None
-    if not server_settings.insecure_http:
-        if server_settings.tls_cert_file is not None and server_settings.tls_key_file is not None:
-            config.ssl_certfile, config.ssl_keyfile = (
-                str(server_settings.tls_cert_file),
-                str(server_settings.tls_key_file),
-            )
-        else:
-            hosts = sorted({"127.0.0.1", "localhost", host})
-            cert = ensure_ca_and_serving_cert(paths.pki, hosts=hosts)
-            config.ssl_certfile, config.ssl_keyfile = str(cert.cert), str(cert.key)
-            ca_pem = cert.ca_pem
+    if worker.listener.tls_files is not None:
+        config.ssl_certfile, config.ssl_keyfile = worker.listener.tls_files
     try:
-        if create_files:
-            token = await ensure_admin_token(tokens, paths)
-            server_host = "127.0.0.1" if host in ("0.0.0.0", "::") else shown_host
-            write_kubeconfig(
-                paths.kubeconfig,
-                Kubeconfig(
-                    contexts=(
-                        KubeContext(
-                            CONTEXT_NAME, f"{scheme}://{server_host}:{port}", ca_pem=ca_pem, token=token
-                        ),
-                    ),
-                    current_context=CONTEXT_NAME,
-                ),
-            )
-        if announce:
-            print(f"federation API serving on {scheme}://{shown_host}:{port}", flush=True)
-            if create_files:
-                print(
-                    f"kubeconfig: {paths.kubeconfig}\n  export KUBECONFIG={paths.kubeconfig}\n"
-                    "  kubectl get namespaces",
-                    flush=True,
-                )
-        server = GracefulServer(config)
-        await server.serve(sockets=[sock])
+        await GracefulServer(config, stop_signals=worker.stop_signals).serve(sockets=[worker.listener.sock])
     finally:
-        sock.close()
         await engine.dispose()
+
+
+def serve_forever(worker: Worker) -> None:
+    """The body of a serving process: :func:`serve` on the event loop of :func:`run_forever`."""
+    run_forever(serve(worker))
 
 
 def run_forever(main: Coroutine[Any, Any, None]) -> None:
@@ -228,29 +279,45 @@ def run(
     create_files: bool,
 ) -> None:
     """Serve until SIGINT/SIGTERM. ``upgrade``: apply the migrations first (``fedctl up``); else
-    refuse a database whose schema is not current (a deployment migrates as its own step)."""
+    refuse a database whose schema is not current (a deployment migrates as its own step).
+    ``create_files``: make the key, token and kubeconfig.
+
+    Everything that must happen once happens here, in this process; then this process serves
+    (one worker) or supervises ``server_settings.workers`` processes that serve the same socket."""
     with database(db, paths) as url:
         if upgrade:
             migrate.upgrade(url)
         elif migrate.current(url) != migrate.head():
             raise SystemExit("error: the database schema is not current; run `fedctl db upgrade` first")
-        run_forever(
-            serve(
-                url=url,
-                paths=paths,
-                server_settings=server_settings,
-                security=security,
-                create_files=create_files,
-                watch_window=db.watch_window,
-            )
-        )
+        if create_files:
+            paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        load_sealer(security, paths, create=create_files)  # makes the key file; none at all: refuse
+        listener = listen(server_settings, paths)
+        with contextlib.closing(listener.sock):
+            if create_files:
+                asyncio.run(write_client_files(url, listener, paths))
+            print(f"federation API serving on {listener.url}", flush=True)
+            if create_files:
+                print(
+                    f"kubeconfig: {paths.kubeconfig}\n  export KUBECONFIG={paths.kubeconfig}\n"
+                    "  kubectl get namespaces",
+                    flush=True,
+                )
+            worker = Worker(url, paths, server_settings, security, listener, watch_window=db.watch_window)
+            if server_settings.workers == 1:
+                serve_forever(worker)
+            else:
+                supervised = dataclasses.replace(worker, stop_signals=WORKER_STOP_SIGNALS)
+                Supervisor(serve_forever, supervised, count=server_settings.workers).run()
 
 
-def run_up(*, data_dir: Path | None, port: int | None) -> None:
-    """``fedctl up``: everything on one machine, in the foreground."""
+def run_up(*, data_dir: Path | None, port: int | None, workers: int | None = None) -> None:
+    """``fedctl up``: everything on one machine, in the foreground. ``port``, ``workers``: override
+    the settings (validated as they are)."""
     db = DatabaseSettings()
-    server_settings = ServerSettings()
-    if port is not None:
-        server_settings = server_settings.model_copy(update={"port": port})
+    overrides: dict[str, Any] = {
+        name: value for name, value in (("port", port), ("workers", workers)) if value is not None
+    }
+    server_settings = ServerSettings(**overrides)
     paths = Paths((data_dir or db.data_dir).resolve())
     run(db, server_settings, SecuritySettings(), paths=paths, upgrade=True, create_files=True)

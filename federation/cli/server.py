@@ -10,6 +10,12 @@ from pydantic import ValidationError
 
 from federation.settings import describe_error
 
+WORKERS_OPTION = typer.Option(
+    "--workers",
+    min=1,
+    help="Processes serving the API, one per core is the most useful (default FEDERATION_WORKERS or 1).",
+)
+
 
 def up(
     data_dir: Annotated[
@@ -21,20 +27,21 @@ def up(
     port: Annotated[
         int | None, typer.Option("--port", help="HTTPS port (default 6443; 0 picks a free one).")
     ] = None,
+    workers: Annotated[int | None, WORKERS_OPTION] = None,
 ) -> None:
     """Run the federation API server (and its embedded Postgres) until Ctrl-C.
 
-    Example: fedctl up --data-dir ./data --port 6443
+    Example: fedctl up --data-dir ./data --port 6443 --workers 2
     then: KUBECONFIG=./data/federation.kubeconfig kubectl get ns
     """
-    _run(data_dir, port)
+    _run(data_dir, port, workers)
 
 
-def _run(data_dir: Path | None, port: int | None) -> None:
+def _run(data_dir: Path | None, port: int | None, workers: int | None) -> None:
     from federation.api.runtime import run_up
 
     try:
-        run_up(data_dir=data_dir, port=port)
+        run_up(data_dir=data_dir, port=port, workers=workers)
     except ValidationError as err:
         typer.echo(f"error: {describe_error(err)}", err=True)
         raise typer.Exit(1) from None
@@ -46,6 +53,7 @@ def _run(data_dir: Path | None, port: int | None) -> None:
 def demo(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data dir (default ./data).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="HTTPS port (default 6443).")] = None,
+    workers: Annotated[int | None, WORKERS_OPTION] = None,
 ) -> None:
     """The demo: for now the federation API server with its embedded Postgres (see `fedctl up`)."""
-    _run(data_dir, port)
+    _run(data_dir, port, workers)
