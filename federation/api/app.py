@@ -34,6 +34,8 @@ from federation.store import PostgresStorage, TokenStore
 
 INITIAL_NAMESPACES = ("default", SYSTEM_NAMESPACE)
 READY_TIMEOUT_SECONDS = 2.0
+GC_THRESHOLDS = (50_000, 20, 10)
+"""``gc.set_threshold`` of a serving process: a young collection per 50,000 net new containers."""
 
 
 def version_info() -> dict[str, str]:
@@ -93,6 +95,10 @@ def create_app(
         # Everything loaded so far (schemas, modules) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise stall requests for tens of ms.
         gc.freeze()
+        # Collect far less often than Python's default (every 700 net new containers): each
+        # create leaves dozens in the watch cache, and with the default the collector's passes
+        # over young and cached objects cost about 7 % of the server's CPU per create.
+        gc.set_threshold(*GC_THRESHOLDS)
 
     async def stop() -> None:
         await storage.close()

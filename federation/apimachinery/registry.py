@@ -25,7 +25,6 @@ import logging
 import secrets
 import string
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,7 +40,7 @@ from federation.apimachinery.errors import (
     not_found,
 )
 from federation.apimachinery.kinds import NAMESPACES
-from federation.apimachinery.objects import copy_json, meta, now_rfc3339, rv_of
+from federation.apimachinery.objects import copy_json, meta, new_uid, now_rfc3339, rv_of
 from federation.apimachinery.resources import Obj, ResourceType, Scheme
 from federation.apimachinery.schema import SchemaSet
 from federation.apimachinery.selectors import label_selector_from_object
@@ -136,7 +135,9 @@ class Registry:
         self.storage = storage
         self.schemas = schemas
         self.termination_delay = termination_delay
-        self._terminations: dict[str, asyncio.Task[None]] = {}
+        self._terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
+        """Running namespace terminations by (name, uid): a namespace deleted, re-created and
+        deleted again while the first termination is still going gets its own."""
         self._active_namespaces: dict[str, float] = {}
         """Namespaces seen to exist and not terminate, until when (saves a read per create)."""
 
@@ -145,7 +146,7 @@ class Registry:
         page = await self.storage.list(NAMESPACES, None)
         for ns in page.items:
             if meta(ns).get("deletionTimestamp"):
-                self._schedule_termination(meta(ns)["name"], delay=0)
+                self._schedule_termination(ns, delay=0)
 
     async def close(self) -> None:
         """Stop background namespace terminations (they resume on the next start)."""
@@ -157,20 +158,22 @@ class Registry:
                 await task
         self._terminations.clear()
 
-    def _schedule_termination(self, name: str, *, delay: float) -> None:
-        if name in self._terminations:
+    def _schedule_termination(self, ns: Obj, *, delay: float) -> None:
+        name, uid = str(meta(ns)["name"]), str(meta(ns).get("uid", ""))
+        key = (name, uid)
+        if key in self._terminations:
             return
 
         async def terminate() -> None:
             try:
                 await asyncio.sleep(delay)
-                await self._terminate_namespace(name)
+                await self._terminate_namespace(name, uid)
             except ApiError as err:
                 log.warning("terminating namespace %s: %s", name, err.message)
             finally:
-                self._terminations.pop(name, None)
+                self._terminations.pop(key, None)
 
-        self._terminations[name] = asyncio.create_task(terminate(), name=f"terminate-namespace-{name}")
+        self._terminations[key] = asyncio.create_task(terminate(), name=f"terminate-namespace-{name}")
 
     # ------------------------------------------------------------------ decoding and checks
 
@@ -264,7 +267,7 @@ class Registry:
             m.pop("namespace", None)
         for key in _SYSTEM_META:
             m.pop(key, None)
-        m["uid"] = str(uuid.uuid4())
+        m["uid"] = new_uid()
         m["creationTimestamp"] = now_rfc3339()
         if rt.strategy.has_generation:
             m["generation"] = 1
@@ -587,15 +590,20 @@ class Registry:
             meta(marked)["deletionTimestamp"] = now_rfc3339()
             marked["status"] = {"phase": "Terminating"}
             current = await self.storage.update(NAMESPACES, marked, precondition_rv=rv_of(ns_obj))
-        self._schedule_termination(name, delay=self.termination_delay)
+        self._schedule_termination(current, delay=self.termination_delay)
         return Outcome(current)
 
-    async def _terminate_namespace(self, name: str) -> None:
+    async def _terminate_namespace(self, name: str, uid: str) -> None:
         """Delete everything in a Terminating namespace, then the namespace once it is empty.
 
         Passes repeat while a pass still finds objects to delete (a create admitted just before
-        the namespace was marked may land after the first pass)."""
+        the namespace was marked may land after the first pass). Each pass first checks that the
+        namespace is still the one that was marked (same uid, still Terminating): another process
+        may have finished it meanwhile and someone created a namespace of the same name, whose
+        contents are not ours to delete."""
         for _ in range(5):
+            if await self._terminating(name, uid) is None:
+                return
             found = 0
             for rt in self.scheme.types:
                 if not rt.namespaced:
@@ -611,25 +619,48 @@ class Registry:
             if not found:
                 break
             await asyncio.sleep(NAMESPACE_CHECK_SECONDS)
+        current = await self._terminating(name, uid)
+        if current is not None:
+            await self._finish_namespace(name, current)
+
+    async def _terminating(self, name: str, uid: str) -> Obj | None:
+        """The namespace ``name`` if it exists, is Terminating and has this ``uid``."""
         try:
             current = await self.storage.get(NAMESPACES, "", name)
         except ApiError as err:
             if err.code == 404:
-                return
+                return None
             raise
-        await self._finish_namespace(name, current)
+        if not meta(current).get("deletionTimestamp"):
+            return None
+        if str(meta(current).get("uid", "")) != uid:
+            return None
+        return current
 
     async def _finish_namespace(self, name: str, current: Obj) -> Outcome:
-        for rt in self.scheme.types:
-            if rt.namespaced and await self.storage.count(rt, name):
-                return Outcome(current)
-        try:
-            gone = await self.storage.delete(NAMESPACES, "", name)
-        except ApiError as err:
-            if err.code == 404:
-                return Outcome(current, deleted=True)
-            raise
-        return Outcome(gone, deleted=True)
+        """Delete the Terminating namespace ``current`` once it holds nothing. The delete is
+        conditional on its version, and retried on a fresh read when that changed, as long as it
+        is the same namespace, still Terminating: a namespace re-created under the same name is
+        never deleted for the old one."""
+        uid = str(meta(current).get("uid", ""))
+        for _ in range(5):
+            for rt in self.scheme.types:
+                if rt.namespaced and await self.storage.count(rt, name):
+                    return Outcome(current)
+            try:
+                gone = await self.storage.delete(NAMESPACES, "", name, precondition_rv=rv_of(current))
+            except ApiError as err:
+                if err.code == 404:
+                    return Outcome(current, deleted=True)
+                if err.code != 409:
+                    raise
+                refreshed = await self._terminating(name, uid)
+                if refreshed is None:
+                    return Outcome(current)
+                current = refreshed
+            else:
+                return Outcome(gone, deleted=True)
+        return Outcome(current)
 
     async def _after_removal(self, rt: ResourceType, gone: Obj) -> None:
         """When the last object of a terminating namespace goes, the namespace goes too."""

@@ -110,9 +110,10 @@ class SchemaNode:
     ``fields`` maps a field name to its node and patch metadata (objects); ``elem`` is the value
     node of a map or the item node of an array; ``types`` are the JSON types a scalar accepts
     (``string``, ``integer``, ``number``, ``boolean``); ``preserve`` keeps unknown fields of an
-    object. ``struct``/``go_type`` name the Go types for error messages."""
+    object. ``struct``/``go_type`` name the Go types for error messages. ``plain_text``: a scalar
+    that takes any string as it is (the most common value, which decoding skips at once)."""
 
-    __slots__ = ("elem", "fields", "format", "go_type", "kind", "preserve", "struct", "types")
+    __slots__ = ("elem", "fields", "format", "go_type", "kind", "plain_text", "preserve", "struct", "types")
 
     def __init__(self, kind: int) -> None:
         self.kind = kind
@@ -120,6 +121,7 @@ class SchemaNode:
         self.elem: SchemaNode | None = None
         self.types: frozenset[str] = frozenset()
         self.format = ""
+        self.plain_text = False
         self.preserve = False
         self.struct = ""
         self.go_type = "interface {}"
@@ -234,10 +236,11 @@ class _Decoder:
             item = node.elem
             if item is not None and item.kind != ANY:
                 for i, v in enumerate(value):
-                    if v is not None:
-                        new = self.value(v, item, f"{path}[{i}]", struct, gopath)
-                        if new is not v:
-                            value[i] = new
+                    if v is None or (item.plain_text and type(v) is str):
+                        continue
+                    new = self.value(v, item, f"{path}[{i}]", struct, gopath)
+                    if new is not v:
+                        value[i] = new
             return value
         if kind == MAP:
             if not isinstance(value, dict):
@@ -245,10 +248,11 @@ class _Decoder:
             elem = node.elem
             if elem is not None and elem.kind != ANY:
                 for k, v in value.items():
-                    if v is not None:
-                        new = self.value(v, elem, f"{path}.{k}", struct, gopath)
-                        if new is not v:
-                            value[k] = new
+                    if v is None or (elem.plain_text and type(v) is str):
+                        continue  # labels, annotations: the common case, kept cheap
+                    new = self.value(v, elem, f"{path}.{k}", struct, gopath)
+                    if new is not v:
+                        value[k] = new
             return value
         return value
 
@@ -277,7 +281,7 @@ class _Decoder:
             child = found[0]
             if child.kind == ANY:
                 continue
-            if child.kind == SCALAR and type(v) is str and "string" in child.types and not child.format:
+            if child.plain_text and type(v) is str:
                 continue  # the common case, kept cheap
             new = self.value(
                 v, child, f"{path}.{key}" if path else key, struct, f"{gopath}.{key}" if gopath else key
@@ -540,6 +544,7 @@ class SchemaSet:
             node.format = (
                 fmt if isinstance(fmt, str) and fmt in ("byte", "date-time", "int32", "int64") else ""
             )
+            node.plain_text = "string" in node.types and not node.format
             if len(types) == 1:
                 only = next(iter(types))
                 node.go_type = node.format if only == "integer" and node.format else _SCALAR_GO[only]

@@ -1,0 +1,124 @@
+"""What several API worker processes rely on, below the e2e tests of ``fedctl up --workers``.
+
+* Workers that start together on one database (each runs the app's start-up: initial namespaces,
+  resuming namespace terminations) all start, and the result is as if one had.
+* A supervisor whose workers keep ending gives up with one error line instead of looping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+
+import pytest
+from fastapi import FastAPI
+
+from federation.api.app import INITIAL_NAMESPACES, create_app
+from federation.api.kinds import CLUSTER_SCHEMAS, FEDERATION_KINDS
+from federation.api.workers import RESTART_LIMIT
+from federation.apimachinery import NAMESPACES, ApiError, Registry, SchemaSet, Scheme, WriteOptions
+from federation.apimachinery.kinds import SECRETS
+from federation.store import PostgresStorage, TokenStore, make_engine
+from federation.store.sealing import Sealer
+from tests.conftest import MakeDatabase
+
+WORKERS = 4
+
+
+async def _exists(storage: PostgresStorage, namespace: str) -> bool:
+    try:
+        await storage.get(NAMESPACES, "", namespace)
+    except ApiError as err:
+        if err.code == 404:
+            return False
+        raise
+    return True
+
+
+@pytest.mark.anyio
+async def test_workers_starting_together_on_one_database(make_database: MakeDatabase, sealer: Sealer) -> None:
+    url = make_database()
+    # A namespace a previous server left Terminating, with something still in it.
+    engine = make_engine(url, pool_size=2)
+    storage = PostgresStorage(engine, sealer)
+    registry = Registry(
+        Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=CLUSTER_SCHEMAS), termination_delay=3600
+    )
+    await storage.start()
+    await registry.create(NAMESPACES, "", {"metadata": {"name": "leftover"}}, WriteOptions())
+    await registry.create(SECRETS, "leftover", {"metadata": {"name": "s"}}, WriteOptions())
+    await registry.delete(NAMESPACES, "", "leftover")
+    await registry.close()
+
+    engines = [make_engine(url, pool_size=2) for _ in range(WORKERS)]
+    apps: list[FastAPI] = [
+        create_app(storage=PostgresStorage(own, sealer), tokens=TokenStore(own)) for own in engines
+    ]
+    async with contextlib.AsyncExitStack() as running:
+        await asyncio.gather(*(running.enter_async_context(app.router.lifespan_context(app)) for app in apps))
+        names = {item["metadata"]["name"] for item in (await storage.list(NAMESPACES, None)).items}
+        assert set(INITIAL_NAMESPACES) <= names
+        deadline = time.monotonic() + 20
+        while await _exists(storage, "leftover"):
+            assert time.monotonic() < deadline, "the leftover namespace was not finished"
+            await asyncio.sleep(0.1)
+    await storage.close()
+    for own in [engine, *engines]:
+        await own.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_late_termination_spares_a_namespace_recreated_under_the_same_name(
+    make_database: MakeDatabase, sealer: Sealer
+) -> None:
+    """Two processes terminate one namespace (the one that took the delete, and one that resumed
+    it at start-up). The quicker finishes it, the namespace is created again and filled; the
+    slower one's termination, when its turn comes, must leave the new namespace alone."""
+    url = make_database()
+    engines = [make_engine(url, pool_size=2) for _ in range(2)]
+    slow_storage, quick_storage = (PostgresStorage(e, sealer) for e in engines)
+    kinds = Scheme(FEDERATION_KINDS)
+    slow = Registry(kinds, slow_storage, SchemaSet(extra=CLUSTER_SCHEMAS), termination_delay=1.5)
+    quick = Registry(kinds, quick_storage, SchemaSet(extra=CLUSTER_SCHEMAS), termination_delay=0)
+    opts = WriteOptions()
+    await slow.create(NAMESPACES, "", {"metadata": {"name": "shop"}}, opts)
+    await slow.create(SECRETS, "shop", {"metadata": {"name": "old"}}, opts)
+    await slow.delete(NAMESPACES, "", "shop")  # slow's termination waits 1.5 s
+    await quick.resume_terminations()
+    deadline = time.monotonic() + 10
+    while await _exists(quick_storage, "shop"):
+        assert time.monotonic() < deadline, "the namespace was not terminated"
+        await asyncio.sleep(0.05)
+    await quick.create(NAMESPACES, "", {"metadata": {"name": "shop"}}, opts)
+    await quick.create(SECRETS, "shop", {"metadata": {"name": "new"}}, opts)
+    await asyncio.sleep(2.5)  # slow's termination has run by now
+    assert await _exists(quick_storage, "shop")
+    assert "deletionTimestamp" not in (await quick_storage.get(NAMESPACES, "", "shop"))["metadata"]
+    assert [s["metadata"]["name"] for s in (await quick_storage.list(SECRETS, "shop")).items] == ["new"]
+    for registry in (slow, quick):
+        await registry.close()
+    for storage in (slow_storage, quick_storage):
+        await storage.close()
+    for engine in engines:
+        await engine.dispose()
+
+
+def test_workers_that_keep_ending_stop_the_supervisor() -> None:
+    """Run as its own process, as ``fedctl up`` runs it; each worker is ``sys.exit(3)``."""
+    program = (
+        "import sys; from federation.api.workers import Supervisor; Supervisor(sys.exit, 3, count=2).run()"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[-1] == (
+        f"error: API workers ended {RESTART_LIMIT + 1} times within 60 s "
+        "(the last one exited with code 3); stopping the server"
+    )
+    assert sum("exited with code 3; starting it again" in line for line in lines) == RESTART_LIMIT
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30
