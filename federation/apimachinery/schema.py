@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -361,9 +362,17 @@ def parse_json_body(raw: bytes) -> tuple[Any, list[str]]:
     def bad_constant(name: str) -> Any:
         raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
 
+    def finite(text: str) -> float:
+        number = float(text)
+        if math.isinf(number):  # 1e999: Go's decoder refuses it too, and JSON cannot write it back
+            raise ValueError(f"number {text} is out of range")
+        return number
+
     try:
         text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else str(raw)
-        value = json.loads(text, object_pairs_hook=pairs_hook, parse_constant=bad_constant)
+        value = json.loads(
+            text, object_pairs_hook=pairs_hook, parse_constant=bad_constant, parse_float=finite
+        )
     except UnicodeDecodeError as exc:
         raise bad_request(f"the request body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:

@@ -365,9 +365,10 @@ def test_parse_json_body_reports_duplicates(raw: bytes, value: Any, dups: list[s
         (b'{"a": ', "json parse error"),
         (b"{'a': 1}", "json parse error"),
         (b'{"a": NaN}', "json parse error"),
+        (b'{"a": 1e999}', "out of range"),
         (b"\xff\xfe", "not valid UTF-8"),
     ],
-    ids=["truncated", "single-quotes", "nan", "not-utf8"],
+    ids=["truncated", "single-quotes", "nan", "overflow", "not-utf8"],
 )
 def test_parse_json_body_rejects_malformed(raw: bytes, message: str) -> None:
     with pytest.raises(ApiError) as err:
