@@ -504,14 +504,8 @@ class Registry:
         new = copy_json(old)
         new.setdefault("spec", {})["replicas"] = replicas
         merged = self._merge_update(rt, new, old, None)
-        self._validate(rt, merged, old)
-        try:
-            stored = await self._write(rt, merged, old, opts, precondition=rv_of(old))
-        except ApiError as err:
-            if err.code == 409 and err.reason == "Conflict" and client_rv is None:
-                return None
-            raise
-        return Outcome(self.scale_of(rt, stored))
+        outcome = await self._replace(rt, merged, old, opts, client_rv=client_rv, warnings=[])
+        return None if outcome is None else Outcome(self.scale_of(rt, outcome.object))
 
     async def update_scale(
         self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions

@@ -93,15 +93,19 @@ _STDLIB_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, ch
 
 
 def _compact(value: Any) -> str:
-    """Compact JSON text. orjson writes it an order of magnitude faster; the standard library
-    takes over for what orjson refuses (integers beyond 64 bits, non-text keys), and for text
-    holding a lone surrogate, which then fails the UTF-8 check of :meth:`PostgresStorage._encode`
-    (a 400) as before. Non-finite floats, which orjson would write as null, cannot arrive: the
-    request parser refuses them."""
+    """Compact JSON text. orjson writes it an order of magnitude faster (and refuses text with a
+    lone surrogate, which UTF-8 cannot hold); the standard library takes over for what orjson
+    refuses (integers beyond 64 bits, non-text keys). Non-finite floats, which orjson would write
+    as null, cannot arrive: the request parser refuses them. A lone surrogate is a 400."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return _STDLIB_COMPACT(value)
+        text = _STDLIB_COMPACT(value)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise bad_request("the object holds text that is not valid Unicode (a lone surrogate)") from None
+    return text
 
 
 # -- SQL ---------------------------------------------------------------------------------------------
@@ -761,11 +765,7 @@ class PostgresStorage:
         sealed: bytes | None = None
         key_id: str | None = None
         body_json = _compact(body)
-        try:
-            body_json.encode()  # JSON text may hold lone surrogates ("\ud800"), which UTF-8 cannot
-            secret_bytes = _compact(secret).encode() if secret else b""
-        except UnicodeEncodeError:
-            raise bad_request("the object holds text that is not valid Unicode (a lone surrogate)") from None
+        secret_bytes = _compact(secret).encode() if secret else b""
         if secret:
             aad = identity_aad(rt.group, rt.plural, namespace, name)
             key_id, sealed = self._sealer.seal(secret_bytes, aad=aad)

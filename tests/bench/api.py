@@ -686,6 +686,18 @@ class Bench:
                 proc.wait()
             print(f"  profile of the server (py-spy, collapsed stacks): {out}", flush=True)
 
+    def run_tool(
+        self, phase: str, cmd: list[str], seconds: float
+    ) -> tuple[subprocess.CompletedProcess[str], float, Usage]:
+        """Run a load tool (wrk, pgbench) for a phase: its output, its CPU seconds, and the usage of
+        the server and Postgres meanwhile. The command line is recorded for the report."""
+        self.commands.append(f"{phase}: " + " ".join(shlex.quote(c) for c in cmd))
+        self.meter.begin()
+        cpu0 = _children_cpu()
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+        client_cpu = _children_cpu() - cpu0
+        return out, client_cpu, self.meter.end()
+
     def wrk(
         self, phase: str, operation: str, concurrency: int, seconds: float, max_requests: int
     ) -> Row | None:
@@ -742,12 +754,7 @@ class Bench:
         )
         cmd = [wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
         cmd += ["-s", str(script), url]
-        self.commands.append(f"{phase}: " + " ".join(shlex.quote(c) for c in cmd))
-        self.meter.begin()
-        cpu0 = _children_cpu()
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
-        client_cpu = _children_cpu() - cpu0
-        usage = self.meter.end()
+        out, client_cpu, usage = self.run_tool(phase, cmd, seconds)
         requests = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out.stdout)
         pcts = re.search(r"bench: p50=(\d+) p90=(\d+) p99=(\d+) max=(\d+)", out.stdout)
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
@@ -813,12 +820,7 @@ class Bench:
         threads = min(concurrency, os.cpu_count() or 1)
         cmd = [pgbench, "-n", "-M", "prepared", "-c", str(concurrency), "-j", str(threads)]
         cmd += ["-T", str(max(1, round(seconds))), "-f", str(path), url]
-        self.commands.append(f"{phase}: " + " ".join(shlex.quote(c) for c in cmd))
-        self.meter.begin()
-        cpu0 = _children_cpu()
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
-        client_cpu = _children_cpu() - cpu0
-        usage = self.meter.end()
+        out, client_cpu, usage = self.run_tool(phase, cmd, seconds)
         tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
         count = re.search(r"number of transactions actually processed: (\d+)", out.stdout)
         failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
