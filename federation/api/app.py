@@ -9,6 +9,7 @@ every federation has exist: ``default`` and ``federation-system`` (cluster crede
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hmac
 from collections.abc import Awaitable, Callable
@@ -17,10 +18,11 @@ from importlib.metadata import version as package_version
 
 from fastapi import FastAPI
 
-from federation.api.kinds import CLUSTER_SCHEMAS, FEDERATION_KINDS
+from federation.apis import CLUSTER_SCHEMAS, FEDERATION_KINDS
 from federation.apimachinery import (
     NAMESPACES,
     SYSTEM_NAMESPACE,
+    AlreadyExists,
     ApiError,
     Authenticator,
     Principal,
@@ -70,11 +72,8 @@ def token_authenticator(tokens: TokenStore, bootstrap_token: str | None) -> Auth
 
 async def ensure_namespaces(registry: Registry) -> None:
     for name in INITIAL_NAMESPACES:
-        try:
+        with contextlib.suppress(AlreadyExists):
             await registry.create(NAMESPACES, "", {"metadata": {"name": name}}, WriteOptions())
-        except ApiError as err:
-            if err.code != 409:
-                raise
 
 
 def create_app(

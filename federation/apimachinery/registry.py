@@ -32,6 +32,8 @@ from federation.apimachinery import patching
 from federation.apimachinery.errors import (
     ApiError,
     Cause,
+    Conflict,
+    NotFound,
     already_exists,
     bad_request,
     conflict,
@@ -118,9 +120,9 @@ def patch_version(patch_type: PatchType, patch: Any) -> int | None:
     return client_version(metadata.get("resourceVersion")) if isinstance(metadata, dict) else None
 
 
-def _too_many_retries(rt: ResourceType, name: str) -> ApiError:
+def _too_many_retries(rt: ResourceType, name: str) -> Conflict:
     """A read-modify-write that lost the race :data:`MAX_RETRIES` times in a row."""
-    return ApiError(409, "Conflict", f'too many concurrent writes to {rt.qualified} "{name}"; try again')
+    return Conflict.make(f'too many concurrent writes to {rt.qualified} "{name}"; try again')
 
 
 def _spec_of(obj: Obj) -> Any:
@@ -229,10 +231,8 @@ class Registry:
             return
         try:
             ns = await self.storage.get(NAMESPACES, "", namespace)
-        except ApiError as err:
-            if err.code == 404:
-                raise not_found("namespaces", namespace) from None
-            raise
+        except NotFound:
+            raise not_found("namespaces", namespace) from None
         if meta(ns).get("deletionTimestamp"):
             raise forbidden(
                 f"{rt.plural}{'.' + rt.group if rt.group else ''} is forbidden: unable to create new "
@@ -279,9 +279,8 @@ class Registry:
         if opts.dry_run:
             try:
                 await self.storage.get(rt, ns, str(m["name"]))
-            except ApiError as err:
-                if err.code != 404:
-                    raise
+            except NotFound:
+                pass
             else:
                 raise already_exists(rt.plural, str(m["name"]), rt.group)
             return Outcome(obj, tuple(warnings), created=True)
@@ -374,8 +373,8 @@ class Registry:
         self._validate(rt, merged, old)
         try:
             stored = await self._write(rt, merged, old, opts, precondition=rv_of(old))
-        except ApiError as err:
-            if err.code == 409 and err.reason == "Conflict" and client_rv is None:
+        except Conflict:
+            if client_rv is None:
                 return None
             raise
         return Outcome(stored, tuple(warnings))
@@ -567,10 +566,8 @@ class Registry:
                     meta(marked)["deletionGracePeriodSeconds"] = 0
                     return Outcome(await self.storage.update(rt, marked, precondition_rv=rv_of(old)))
                 gone = await self.storage.delete(rt, ns, name, precondition_rv=rv_of(old))
-            except ApiError as err:
-                if err.code == 409 and err.reason == "Conflict":
-                    continue
-                raise
+            except Conflict:
+                continue
             await self._after_removal(rt, gone)
             return Outcome(gone, deleted=True)
         raise _too_many_retries(rt, name)
@@ -605,11 +602,8 @@ class Registry:
                 page = await self.storage.list(rt, name)
                 for item in page.items:
                     found += 1
-                    try:
+                    with contextlib.suppress(NotFound):
                         await self.delete(rt, name, meta(item)["name"])
-                    except ApiError as err:
-                        if err.code != 404:
-                            raise
             if not found:
                 break
             await asyncio.sleep(NAMESPACE_CHECK_SECONDS)
@@ -621,10 +615,8 @@ class Registry:
         """The namespace ``name`` if it exists, is Terminating and has this ``uid``."""
         try:
             current = await self.storage.get(NAMESPACES, "", name)
-        except ApiError as err:
-            if err.code == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         if not meta(current).get("deletionTimestamp"):
             return None
         if str(meta(current).get("uid", "")) != uid:
@@ -643,11 +635,9 @@ class Registry:
                     return Outcome(current)
             try:
                 gone = await self.storage.delete(NAMESPACES, "", name, precondition_rv=rv_of(current))
-            except ApiError as err:
-                if err.code == 404:
-                    return Outcome(current, deleted=True)
-                if err.code != 409:
-                    raise
+            except NotFound:
+                return Outcome(current, deleted=True)
+            except Conflict:
                 refreshed = await self._terminating(name, uid)
                 if refreshed is None:
                     return Outcome(current)
@@ -663,9 +653,7 @@ class Registry:
         ns_name = str(meta(gone).get("namespace", ""))
         try:
             ns = await self.storage.get(NAMESPACES, "", ns_name)
-        except ApiError as err:
-            if err.code == 404:
-                return
-            raise
+        except NotFound:
+            return
         if meta(ns).get("deletionTimestamp"):
             await self._finish_namespace(ns_name, ns)

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -34,6 +33,7 @@ from federation.apimachinery.auth import SYSTEM_NAMESPACE, Authenticator, Princi
 from federation.apimachinery.errors import (
     ApiError,
     Cause,
+    NotFound,
     bad_request,
     gone,
     internal,
@@ -43,7 +43,7 @@ from federation.apimachinery.errors import (
     unauthorized,
     unsupported_media_type,
 )
-from federation.apimachinery.objects import labels_of, meta, name_of, namespace_of
+from federation.apimachinery.objects import dump_json, labels_of, meta, name_of, namespace_of
 from federation.apimachinery.openapi import (
     openapi_v2_protobuf,
     openapi_v3_document,
@@ -76,16 +76,6 @@ class ServerOptions:
     max_watch_seconds: int = 1800
 
 
-def _dump(body: Any) -> bytes:
-    """Compact UTF-8 JSON. orjson writes it an order of magnitude faster than the standard
-    library, which takes over for what orjson refuses (integers beyond 64 bits, non-text keys),
-    so that anything the standard library could write is still written."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _quoted(text: str) -> str:
     """A warning text as an RFC 7234 quoted-string (what Kubernetes sends)."""
     return text.replace("\\", "\\\\").replace('"', '\\"')
@@ -93,12 +83,12 @@ def _quoted(text: str) -> str:
 
 def _response(body: Any, code: int = 200, warnings: tuple[str, ...] = ()) -> Response:
     headers = {"Warning": ", ".join(f'299 - "{_quoted(w)}"' for w in warnings)} if warnings else None
-    return Response(_dump(body), status_code=code, media_type=JSON, headers=headers)
+    return Response(dump_json(body), status_code=code, media_type=JSON, headers=headers)
 
 
 def _error(err: ApiError) -> Response:
     headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
-    return Response(_dump(err.status()), status_code=err.code, media_type=JSON, headers=headers)
+    return Response(dump_json(err.status()), status_code=err.code, media_type=JSON, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -457,7 +447,7 @@ class ApiServer:
             if wants_table and kind != "ERROR":
                 obj = tables.table(rt, [obj], include=q.get("includeObject"), definitions=first)
                 first = False
-            return _dump({"type": kind, "object": obj}) + b"\n"
+            return dump_json({"type": kind, "object": obj}) + b"\n"
 
         initial = q.get("sendInitialEvents")
         if initial == "true" and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
@@ -558,10 +548,8 @@ class ApiServer:
                 outcome = await self.registry.delete(
                     rt, namespace_of(obj), name_of(obj), dry_run=opts.dry_run
                 )
-            except ApiError as err:
-                if err.code == 404:
-                    continue
-                raise
+            except NotFound:
+                continue
             removed.append(self.visible(principal, rt, outcome.object))
         return _response(
             {
@@ -589,7 +577,7 @@ def invalid_watch_list() -> ApiError:
 
 
 def _encode_continue(rv: int, key: tuple[str, str]) -> str:
-    raw = _dump({"v": rv, "ns": key[0], "n": key[1]})
+    raw = dump_json({"v": rv, "ns": key[0], "n": key[1]})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from federation.apimachinery.errors import ApiError
+from federation.apimachinery.errors import NotFound
 from federation.apimachinery.objects import copy_json, labels_of, meta, name_of, namespace_of
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import Storage, WatchEvent
@@ -100,9 +100,7 @@ class LoadBalancers:
         namespace, name = key
         try:
             svc: Obj | None = await self.storage.get(self.services, namespace, name)
-        except ApiError as err:
-            if err.code != 404:
-                raise
+        except NotFound:
             svc = None
         if svc is None:
             await self._release(key)
@@ -204,9 +202,7 @@ class LoadBalancers:
         base.update(namespace=namespace, service=name)
         try:
             svc = await self.storage.get(self.services, namespace, name)
-        except ApiError as err:
-            if err.code != 404:
-                raise
+        except NotFound:
             return 503, _json({**base, "error": "the service is gone"}), headers
         selector = (svc.get("spec") or {}).get("selector") or {}
         ready: list[Obj] = []

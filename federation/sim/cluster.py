@@ -29,7 +29,7 @@ from typing import Any
 from uvicorn.lifespan.on import LifespanOn
 
 from federation.apimachinery.auth import Principal, static_token_authenticator
-from federation.apimachinery.errors import ApiError
+from federation.apimachinery.errors import AlreadyExists
 from federation.apimachinery.kinds import NAMESPACES, REPLICASETS
 from federation.apimachinery.kubeconfig import KubeContext
 from federation.apimachinery.memory import MemoryStorage
@@ -219,7 +219,7 @@ class SimulatedCluster:
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
             }
-            with contextlib.suppress(ApiError):
+            with contextlib.suppress(AlreadyExists):
                 await self.storage.create(NAMESPACES, ns)
         ip = str(self.network.service_cidr.network_address + 1)
         self.network.allocate_ip(ip, owner="kubernetes")
@@ -245,7 +245,7 @@ class SimulatedCluster:
             },
             "status": {"loadBalancer": {}},
         }
-        with contextlib.suppress(ApiError):
+        with contextlib.suppress(AlreadyExists):
             await self.storage.create(self.services, svc)
 
     def _start_controllers(self) -> None:

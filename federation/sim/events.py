@@ -13,12 +13,13 @@ Events per cluster are kept, the oldest removed first (Kubernetes bounds them by
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
 from collections import OrderedDict
 from typing import Literal
 
-from federation.apimachinery.errors import ApiError
+from federation.apimachinery.errors import NotFound
 from federation.apimachinery.kinds import EVENTS, NAMESPACES
 from federation.apimachinery.objects import meta, now_rfc3339
 from federation.apimachinery.resources import Obj
@@ -32,10 +33,8 @@ async def namespace_alive(storage: Storage, namespace: str) -> bool:
     """Whether objects may still be created in ``namespace`` (it exists and is not terminating)."""
     try:
         ns = await storage.get(NAMESPACES, "", namespace)
-    except ApiError as err:
-        if err.code == 404:
-            return False
-        raise
+    except NotFound:
+        return False
     return not meta(ns).get("deletionTimestamp")
 
 
@@ -60,9 +59,7 @@ class EventRecorder:
         if known is not None:
             try:
                 event = await self.storage.get(EVENTS, *known)
-            except ApiError as err:
-                if err.code != 404:
-                    raise
+            except NotFound:
                 del self._recent[key]
             else:
                 event["count"] = int(event.get("count") or 1) + 1
@@ -105,8 +102,5 @@ class EventRecorder:
         self._recent[key] = (namespace, name)
         while len(self._recent) > self.capacity:
             _, (old_ns, old_name) = self._recent.popitem(last=False)
-            try:
+            with contextlib.suppress(NotFound):
                 await self.storage.delete(EVENTS, old_ns, old_name)
-            except ApiError as err:
-                if err.code != 404:
-                    raise

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from federation.apimachinery.errors import ApiError
+from federation.apimachinery.errors import ApiError, Gone
 from federation.apimachinery.resources import ResourceType
 from federation.apimachinery.storage import Storage, WatchEvent
 
@@ -155,8 +155,6 @@ async def feed(
         try:
             async for event in storage.watch(rt, None, since=since):
                 queue.add_all(to_keys(event))
-        except ApiError as err:
-            if err.code != 410:
-                raise
+        except Gone as err:
             log.info("%s: watch of %s expired (%s); relisting", queue.name, rt.plural, err.message)
         await asyncio.sleep(WATCH_RESTART_DELAY)

@@ -33,6 +33,7 @@ Addresses: cluster ``k`` gives node ``i`` the pod range ``10.<k mod 128>.<i>.0/2
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -44,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from federation.apimachinery.errors import ApiError
+from federation.apimachinery.errors import AlreadyExists, Conflict, NotFound
 from federation.apimachinery.kinds import REPLICASETS
 from federation.apimachinery.objects import (
     copy_json,
@@ -350,19 +351,13 @@ class Workload:
         existing = {name_of(n) for n in page.items if labels_of(n).get(POOL_LABEL) == POOL_NAME}
         wanted = {self.topology.node_name(i): i for i in range(self._node_count)}
         for name in sorted(existing - wanted.keys()):
-            try:
+            with contextlib.suppress(NotFound):
                 await self.storage.delete(NODES, "", name)
-            except ApiError as err:
-                if err.code != 404:
-                    raise
         for name, i in sorted(wanted.items(), key=lambda kv: kv[1]):
             if name in existing:
                 continue
-            try:
+            with contextlib.suppress(AlreadyExists):
                 await self.storage.create(NODES, self._node(i))
-            except ApiError as err:
-                if err.code != 409:
-                    raise
         return Result()
 
     # ------------------------------------------------------------------ scheduler and kubelets
@@ -473,10 +468,8 @@ class Workload:
         ]
         try:
             await self.storage.update(PODS, bound, precondition_rv=int(meta(pod)["resourceVersion"]))
-        except ApiError as err:
-            if err.code in (404, 409):
-                return  # deleted or changed meanwhile; the watch brings the next pass
-            raise
+        except (NotFound, Conflict):
+            return  # deleted or changed meanwhile; the watch brings the next pass
         self._bound_at[str(meta(pod).get("uid"))] = now
         await self.recorder.record(
             bound,
@@ -513,10 +506,8 @@ class Workload:
         ]
         try:
             await self.storage.update(PODS, changed, precondition_rv=int(meta(pod)["resourceVersion"]))
-        except ApiError as err:
-            if err.code in (404, 409):
-                return
-            raise
+        except (NotFound, Conflict):
+            return
         await self.recorder.record(
             changed, type="Warning", reason="FailedScheduling", message=message, component="default-scheduler"
         )
@@ -563,19 +554,15 @@ class Workload:
         ]
         try:
             await self.storage.update(PODS, running, precondition_rv=int(meta(pod)["resourceVersion"]))
-        except ApiError as err:
-            if err.code in (404, 409):
-                return
-            raise
+        except (NotFound, Conflict):
+            return
 
     # ------------------------------------------------------------------ ReplicaSets
 
     async def _reconcile_replicaset(self, namespace: str, name: str) -> Result:
         try:
             rs: Obj | None = await self.storage.get(REPLICASETS, namespace, name)
-        except ApiError as err:
-            if err.code != 404:
-                raise
+        except NotFound:
             rs = None
         pods = (await self.storage.list(PODS, namespace)).items
         if rs is None:
@@ -658,11 +645,8 @@ class Workload:
         ]
         if not meta(released)["ownerReferences"]:
             del meta(released)["ownerReferences"]
-        try:
+        with contextlib.suppress(NotFound, Conflict):
             await self.storage.update(PODS, released, precondition_rv=int(meta(pod)["resourceVersion"]))
-        except ApiError as err:
-            if err.code not in (404, 409):
-                raise
 
     async def _finish_deletion(self, rs: Obj, owned: list[Obj]) -> Result:
         finalizers = list(meta(rs).get("finalizers") or [])
@@ -699,10 +683,8 @@ class Workload:
             pod = _pod_from_template(rs)
             try:
                 created = await self.storage.create(PODS, pod)
-            except ApiError as err:
-                if err.code == 409:
-                    continue  # name taken: draw another suffix
-                raise
+            except AlreadyExists:
+                continue  # name taken: draw another suffix
             await self.recorder.record(
                 rs,
                 type="Normal",
@@ -761,10 +743,8 @@ class Workload:
         """Delete; True if this call removed it (False: it was already gone)."""
         try:
             await self.storage.delete(rt, namespace, name)
-        except ApiError as err:
-            if err.code == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
 

@@ -58,7 +58,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, cast
 
-import orjson
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
@@ -73,7 +72,7 @@ from federation.apimachinery.errors import (
     not_found,
     unavailable,
 )
-from federation.apimachinery.objects import copy_json, labels_of, meta, name_of, namespace_of
+from federation.apimachinery.objects import copy_json, dump_json, labels_of, meta, name_of, namespace_of
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import EventType, ListPage, ObjectFilter, WatchEvent
 from federation.apimachinery.watchcache import Change, WatchCache
@@ -89,23 +88,10 @@ WRITE_LOCK_KEY = int.from_bytes(b"fedwrite", "big")
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-_STDLIB_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
-
 
 def _compact(value: Any) -> str:
-    """Compact JSON text. orjson writes it an order of magnitude faster (and refuses text with a
-    lone surrogate, which UTF-8 cannot hold); the standard library takes over for what orjson
-    refuses (integers beyond 64 bits, non-text keys). Non-finite floats, which orjson would write
-    as null, cannot arrive: the request parser refuses them. A lone surrogate is a 400."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        text = _STDLIB_COMPACT(value)
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise bad_request("the object holds text that is not valid Unicode (a lone surrogate)") from None
-    return text
+    """Compact JSON text for a ``jsonb`` parameter."""
+    return dump_json(value).decode()
 
 
 # -- SQL ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from federation.api.app import INITIAL_NAMESPACES, create_app
-from federation.api.kinds import CLUSTER_SCHEMAS, FEDERATION_KINDS
+from federation.apis import CLUSTER_SCHEMAS, FEDERATION_KINDS
 from federation.api.workers import RESTART_LIMIT
 from federation.apimachinery import NAMESPACES, ApiError, Registry, SchemaSet, Scheme, WriteOptions
 from federation.apimachinery.kinds import SECRETS

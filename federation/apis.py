@@ -1,4 +1,11 @@
-"""The kinds the federation API serves: the core kinds plus ``Cluster`` (federation.io/v1alpha1).
+"""Federation's own API (group ``federation.io``): its kinds and the annotations and labels it reads.
+
+Everything that names a federation concept lives here, once, for every layer that needs it: the API
+server serves these kinds, the controllers and the traffic controller read them, ``fedctl`` prints
+them, ``scheduling`` and ``members`` parse what they name. The simulated member clusters never import
+this module (an import-linter contract): a member cluster knows nothing of the federation.
+
+The kinds the federation API serves are the core kinds plus ``Cluster`` (federation.io/v1alpha1).
 
 A Cluster names a member: ``spec.server`` (its API URL), ``spec.secretRef.name`` (a Secret in
 ``federation-system`` holding ``token`` and/or ``client.crt``/``client.key``, and ``ca.crt`` or
@@ -13,7 +20,22 @@ from urllib.parse import urlsplit
 
 from federation.apimachinery import CORE_KINDS, Cause, Column, Obj, ResourceType, Strategy
 
+GROUP = "federation.io"
+VERSION = "v1alpha1"
 CLUSTER_REF = "io.federation.v1alpha1.Cluster"
+
+SYSTEM_NAMESPACE = "federation-system"
+"""Holds cluster credentials: hidden from and protected against all but admins, never propagated."""
+
+# -- labels and annotations (DESIGN.md "Placement" and "Propagation") ----------------------------------
+
+MANAGED_BY_LABEL = "federation.io/managed-by"
+"""On every object the federation creates in a member cluster; member informers select by it."""
+REPLICA_SET_PREFERENCES = "federation.kubernetes.io/replica-set-preferences"
+"""JSON ``{"rebalance": bool, "clusters": {"<cluster or *>": {"weight", "minReplicas", "maxReplicas"}}}``."""
+CLUSTER_SELECTOR = "federation.alpha.kubernetes.io/cluster-selector"
+"""JSON list of ``{"key", "operator": In|NotIn|Exists|DoesNotExist|Gt|Lt, "values"}`` over Cluster labels."""
+REGION_LABEL = "topology.kubernetes.io/region"
 
 
 def _ready(obj: Obj) -> str:
@@ -50,9 +72,7 @@ class ClusterStrategy(Strategy):
             Column(
                 "Region",
                 "string",
-                lambda o: ((o.get("metadata") or {}).get("labels") or {}).get(
-                    "topology.kubernetes.io/region", ""
-                ),
+                lambda o: ((o.get("metadata") or {}).get("labels") or {}).get(REGION_LABEL, ""),
             ),
             Column("Ready", "string", _ready),
         ]
@@ -109,8 +129,8 @@ CLUSTER_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 CLUSTERS = ResourceType(
-    "federation.io",
-    "v1alpha1",
+    GROUP,
+    VERSION,
     "Cluster",
     "clusters",
     "cluster",
