@@ -35,7 +35,8 @@ import jsonpointer
 
 from federation.apimachinery.errors import ApiError, bad_request
 from federation.apimachinery.objects import copy_json
-from federation.apimachinery.schema import ARRAY, NO_PATCH_META, PatchMeta, SchemaNode, SchemaSet
+from federation.apimachinery.schema import SchemaSet
+from federation.apimachinery.schematree import ARRAY, NO_PATCH_META, PatchMeta, SchemaNode
 
 MAX_JSON_PATCH_OPERATIONS = 10000
 """Kubernetes refuses JSON patches with more operations than this."""

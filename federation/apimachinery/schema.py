@@ -10,14 +10,15 @@ definitions the project adds for its own kinds (``SchemaSet(extra=...)``).
 What this module guarantees:
 
 * :meth:`SchemaSet.decode` accepts what the Kubernetes apiserver accepts and rejects what it
-  rejects when decoding a body (type mismatches, unknown or -- with :func:`parse_json_body` --
-  duplicate fields), with error messages in Kubernetes' shape. It does not check ``required`` or
-  ``enum``: that is validation, which happens later (strategies), as in Kubernetes.
-* Schemas are compiled once per :class:`SchemaSet` into a small tree of :class:`SchemaNode`
-  (definitions are loaded lazily, once per process), so decoding and patching cost one walk over
-  the object, with no schema resolution on the request path.
-* :func:`openapi_v3_index` / :func:`openapi_v3_document` serve the OpenAPI v3 documents kubectl
-  needs (see ``KUBECTL-NOTES.md``), built from the same definitions and cached per scheme.
+  rejects when decoding a body (type mismatches, unknown or -- with
+  :func:`~federation.apimachinery.jsonbody.parse_json_body` -- duplicate fields), with error
+  messages in Kubernetes' shape (the walk itself is :mod:`federation.apimachinery.decoding`).
+* Schemas are compiled once per :class:`SchemaSet` into a small tree of
+  :class:`~federation.apimachinery.schematree.SchemaNode` (definitions are loaded lazily, once per
+  process), so decoding and patching cost one walk over the object, with no schema resolution on
+  the request path.
+* :mod:`federation.apimachinery.openapi` serves the OpenAPI documents kubectl needs from the same
+  definitions.
 
 Pure except for reading the package data file once.
 """
@@ -27,14 +28,24 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
-import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from federation.apimachinery.errors import ApiError, bad_request
+from federation.apimachinery.decoding import Decoder
+from federation.apimachinery.errors import bad_request
+from federation.apimachinery.schematree import (
+    ANY,
+    ANY_NODE,
+    ARRAY,
+    MAP,
+    NO_PATCH_META,
+    OBJECT,
+    SCALAR,
+    PatchMeta,
+    SchemaNode,
+)
 
 FieldValidation = Literal["Strict", "Warn", "Ignore"]
 
@@ -77,73 +88,7 @@ def ref_name(ref: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Compiled schemas
-
-OBJECT, MAP, ARRAY, SCALAR, ANY = range(5)
-
-
-@dataclass(frozen=True)
-class PatchMeta:
-    """Strategic-merge-patch metadata of one field (``x-kubernetes-patch-strategy``/``-merge-key``)."""
-
-    strategies: frozenset[str] = frozenset()
-    merge_key: str | None = None
-
-    @property
-    def merge(self) -> bool:
-        return "merge" in self.strategies
-
-    @property
-    def replace(self) -> bool:
-        return "replace" in self.strategies
-
-    @property
-    def retain_keys(self) -> bool:
-        return "retainKeys" in self.strategies
-
-
-NO_PATCH_META = PatchMeta()
-
-
-class SchemaNode:
-    """One compiled schema: an object with known fields, a map, an array, a scalar or anything.
-
-    ``fields`` maps a field name to its node and patch metadata (objects); ``elem`` is the value
-    node of a map or the item node of an array; ``types`` are the JSON types a scalar accepts
-    (``string``, ``integer``, ``number``, ``boolean``); ``preserve`` keeps unknown fields of an
-    object. ``struct``/``go_type`` name the Go types for error messages. ``plain_text``: a scalar
-    that takes any string as it is (the most common value, which decoding skips at once)."""
-
-    __slots__ = ("elem", "fields", "format", "go_type", "kind", "plain_text", "preserve", "struct", "types")
-
-    def __init__(self, kind: int) -> None:
-        self.kind = kind
-        self.fields: dict[str, tuple[SchemaNode, PatchMeta]] = {}
-        self.elem: SchemaNode | None = None
-        self.types: frozenset[str] = frozenset()
-        self.format = ""
-        self.plain_text = False
-        self.preserve = False
-        self.struct = ""
-        self.go_type = "interface {}"
-
-    def child(self, key: str) -> tuple[SchemaNode | None, PatchMeta]:
-        """The schema of ``value[key]`` and its patch metadata; (None, no metadata) when unknown."""
-        if self.kind == OBJECT:
-            found = self.fields.get(key)
-            if found is not None:
-                return found
-            return None, NO_PATCH_META
-        if self.kind == MAP:
-            return self.elem, NO_PATCH_META
-        return None, NO_PATCH_META
-
-    def __repr__(self) -> str:
-        names = ("object", "map", "array", "scalar", "any")
-        return f"<SchemaNode {names[self.kind]} {self.go_type}>"
-
-
-_ANY_NODE = SchemaNode(ANY)
+# Compiling
 
 
 def _patch_meta(schema: Mapping[str, Any]) -> PatchMeta:
@@ -168,244 +113,6 @@ def _json_types(schema: Mapping[str, Any]) -> set[str]:
 
 
 _SCALAR_GO = {"integer": "int64", "number": "float64", "boolean": "bool", "string": "string"}
-
-
-# --------------------------------------------------------------------------------------------------
-# Decoding
-
-
-_DATE_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_BASE64_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
-_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
-
-
-def _json_type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _base64_error(value: str) -> int | None:
-    """Position of the first bad byte of standard, padded base64 (newlines ignored), or None."""
-    data = value.replace("\r", "").replace("\n", "")
-    if _BASE64_RE.match(data) and len(data) % 4 == 0:
-        return None
-    for i, ch in enumerate(data):
-        if not (ch.isascii() and (ch.isalnum() or ch in "+/=")):
-            return i
-    return len(data) - len(data) % 4 if len(data) % 4 else max(0, data.find("="))
-
-
-class _Decoder:
-    """The state of one :meth:`SchemaSet.decode` call."""
-
-    __slots__ = ("drop", "prefix", "unknown")
-
-    def __init__(self, prefix: str, *, drop: bool) -> None:
-        self.prefix = prefix
-        self.drop = drop
-        self.unknown: list[str] = []
-
-    def mismatch(self, value: Any, struct: str, gopath: str, go_type: str, *, show: bool = False) -> ApiError:
-        jt = _json_type_name(value)
-        if show:
-            jt = f"{jt} {json.dumps(value)}"
-        where = f"Go struct field {struct}.{gopath}" if struct else "Go value"
-        return bad_request(f"{self.prefix}json: cannot unmarshal {jt} into {where} of type {go_type}")
-
-    def value(self, value: Any, node: SchemaNode, path: str, struct: str, gopath: str) -> Any:
-        """Check ``value`` against ``node``; returns the value to keep (integral floats become ints)."""
-        kind = node.kind
-        if kind == SCALAR:
-            return self.scalar(value, node, struct, gopath)
-        if kind == OBJECT:
-            if not isinstance(value, dict):
-                raise self.mismatch(value, struct, gopath, node.go_type)
-            self.object(value, node, path, gopath)
-            return value
-        if kind == ARRAY:
-            if not isinstance(value, list):
-                raise self.mismatch(value, struct, gopath, node.go_type)
-            item = node.elem
-            if item is not None and item.kind != ANY:
-                for i, v in enumerate(value):
-                    if v is None or (item.plain_text and type(v) is str):
-                        continue
-                    new = self.value(v, item, f"{path}[{i}]", struct, gopath)
-                    if new is not v:
-                        value[i] = new
-            return value
-        if kind == MAP:
-            if not isinstance(value, dict):
-                raise self.mismatch(value, struct, gopath, node.go_type)
-            elem = node.elem
-            if elem is not None and elem.kind != ANY:
-                for k, v in value.items():
-                    if v is None or (elem.plain_text and type(v) is str):
-                        continue  # labels, annotations: the common case, kept cheap
-                    new = self.value(v, elem, f"{path}.{k}", struct, gopath)
-                    if new is not v:
-                        value[k] = new
-            return value
-        return value
-
-    def object(
-        self, obj: dict[str, Any], node: SchemaNode, path: str, gopath: str, *, root: bool = False
-    ) -> None:
-        fields = node.fields
-        unknown: list[str] | None = None
-        nulls: list[str] | None = None
-        struct = node.struct
-        for key, v in obj.items():
-            found = fields.get(key)
-            if found is None:
-                if node.preserve or (root and key in ("apiVersion", "kind")):
-                    continue
-                if unknown is None:
-                    unknown = []
-                unknown.append(key)
-                self.unknown.append(f"{path}.{key}" if path else key)
-                continue
-            if v is None:
-                if nulls is None:
-                    nulls = []
-                nulls.append(key)
-                continue
-            child = found[0]
-            if child.kind == ANY:
-                continue
-            if child.plain_text and type(v) is str:
-                continue  # the common case, kept cheap
-            new = self.value(
-                v, child, f"{path}.{key}" if path else key, struct, f"{gopath}.{key}" if gopath else key
-            )
-            if new is not v:
-                obj[key] = new
-        if unknown and self.drop:
-            for key in unknown:
-                del obj[key]
-        if nulls:
-            # A JSON null decodes to the Go zero value, which Kubernetes then omits: drop the key.
-            for key in nulls:
-                del obj[key]
-
-    def scalar(self, value: Any, node: SchemaNode, struct: str, gopath: str) -> Any:
-        types = node.types
-        t = type(value)
-        if t is str:
-            if "string" not in types:
-                raise self.mismatch(value, struct, gopath, node.go_type)
-            fmt = node.format
-            if fmt == "byte":
-                bad = _base64_error(value)
-                if bad is not None:
-                    raise bad_request(f"{self.prefix}illegal base64 data at input byte {bad}")
-            elif fmt == "date-time" and not _DATE_TIME_RE.match(value):
-                raise bad_request(
-                    f'{self.prefix}parsing time "{value}" as "2006-01-02T15:04:05Z07:00": '
-                    f'cannot parse "{value}" as "2006"'
-                )
-            return value
-        if t is bool:
-            if "boolean" not in types:
-                raise self.mismatch(value, struct, gopath, node.go_type)
-            return value
-        if t is int:
-            if "integer" in types:
-                lo, hi = _INT_RANGES.get(node.format, _INT_RANGES["int64"])
-                if not lo <= value <= hi:
-                    raise self.mismatch(value, struct, gopath, node.go_type, show=True)
-                return value
-            if "number" in types:
-                return value
-            raise self.mismatch(value, struct, gopath, node.go_type)
-        if t is float:
-            if "number" in types:
-                return value
-            if "integer" in types:
-                if not value.is_integer():
-                    raise self.mismatch(value, struct, gopath, node.go_type, show=True)
-                return self.scalar(int(value), node, struct, gopath)
-            raise self.mismatch(value, struct, gopath, node.go_type)
-        raise self.mismatch(value, struct, gopath, node.go_type)
-
-
-def parse_json_body(raw: bytes) -> tuple[Any, list[str]]:
-    """Parse a request body as JSON; returns the value and the paths of duplicated fields.
-
-    Malformed JSON (or ``NaN``/``Infinity``, or bytes that are not UTF-8) raises ApiError 400. A
-    duplicated key keeps its last value, as Go's decoder does; its path (``metadata.name``,
-    ``spec.template.spec.containers[0].image``) is reported so the caller can treat it per
-    ``fieldValidation`` like an unknown field."""
-    seen: list[tuple[dict[str, Any], list[str]]] = []
-
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj = dict(pairs)
-        if len(obj) != len(pairs):
-            counts: dict[str, int] = {}
-            dups: list[str] = []
-            for k, _ in pairs:
-                counts[k] = counts.get(k, 0) + 1
-                if counts[k] == 2:
-                    dups.append(k)
-            seen.append((obj, dups))
-        return obj
-
-    def bad_constant(name: str) -> Any:
-        raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
-
-    def finite(text: str) -> float:
-        number = float(text)
-        if math.isinf(number):  # 1e999: Go's decoder refuses it too, and JSON cannot write it back
-            raise ValueError(f"number {text} is out of range")
-        return number
-
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else str(raw)
-        value = json.loads(
-            text, object_pairs_hook=pairs_hook, parse_constant=bad_constant, parse_float=finite
-        )
-    except UnicodeDecodeError as exc:
-        raise bad_request(f"the request body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise bad_request(
-            f"json parse error: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
-        ) from None
-    except ValueError as exc:
-        raise bad_request(f"json parse error: {exc}") from None
-    if not seen:
-        return value, []
-    wanted = {id(obj): dups for obj, dups in seen}
-    found: list[str] = []
-    reached: set[int] = set()
-
-    def walk(v: Any, path: str) -> None:
-        if isinstance(v, dict):
-            dups = wanted.get(id(v))
-            if dups is not None:
-                reached.add(id(v))
-                found.extend(f"{path}.{k}" if path else k for k in dups)
-            for k, child in v.items():
-                walk(child, f"{path}.{k}" if path else k)
-        elif isinstance(v, list):
-            for i, child in enumerate(v):
-                walk(child, f"{path}[{i}]")
-
-    walk(value, "")
-    # Objects that were themselves overwritten by a later duplicate are not in the tree any more:
-    # report their keys without a path.
-    for obj, dups in seen:
-        if id(obj) not in reached:
-            found.extend(dups)
-    return value, found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -580,7 +287,7 @@ class SchemaSet:
             node.go_type = f"map[string]{elem.go_type}"
         elif kind == ARRAY:
             items = schema.get("items")
-            elem = self._compile(items, struct_hint) if isinstance(items, Mapping) else _ANY_NODE
+            elem = self._compile(items, struct_hint) if isinstance(items, Mapping) else ANY_NODE
             node.elem = elem
             node.go_type = f"[]{elem.go_type}"
 
@@ -615,10 +322,11 @@ class SchemaSet:
         fields are removed (Kubernetes drops them in ``Warn`` too; it only reports them). Returns
         the warnings for ``Warn`` (``unknown field "spec.bogus"``). Raises ApiError 400 for a type
         mismatch or, under ``Strict``, for unknown fields and the given ``duplicates`` (paths from
-        :func:`parse_json_body`), all reported in one ``strict decoding error: ...`` message."""
+        :func:`~federation.apimachinery.jsonbody.parse_json_body`), all reported in one
+        ``strict decoding error: ...`` message."""
         root = self.node(ref)
         prefix = self._kind_label(ref)
-        decoder = _Decoder(prefix, drop=field_validation != "Strict")
+        decoder = Decoder(prefix, drop=field_validation != "Strict")
         if not isinstance(obj, dict):
             raise decoder.mismatch(obj, "", "", root.go_type)
         if root.kind == OBJECT:

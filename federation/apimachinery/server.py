@@ -43,6 +43,7 @@ from federation.apimachinery.errors import (
     unauthorized,
     unsupported_media_type,
 )
+from federation.apimachinery.jsonbody import parse_json_body
 from federation.apimachinery.objects import dump_json, labels_of, meta, name_of, namespace_of
 from federation.apimachinery.openapi import (
     openapi_v2_protobuf,
@@ -51,7 +52,7 @@ from federation.apimachinery.openapi import (
 )
 from federation.apimachinery.registry import FieldValidation, PatchType, Registry, WriteOptions
 from federation.apimachinery.resources import Obj, ResourceType, Scheme
-from federation.apimachinery.schema import SchemaSet, parse_json_body
+from federation.apimachinery.schema import SchemaSet
 from federation.apimachinery.selectors import parse_field_selector, parse_label_selector
 from federation.apimachinery.storage import ObjectFilter, Storage
 

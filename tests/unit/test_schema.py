@@ -9,15 +9,11 @@ from typing import Any
 import pytest
 
 from federation.apimachinery.errors import ApiError
+from federation.apimachinery.jsonbody import parse_json_body
 from federation.apimachinery.openapi import openapi_v3_document, openapi_v3_hash, openapi_v3_index
 from federation.apimachinery.resources import ResourceType, Scheme
-from federation.apimachinery.schema import (
-    FieldValidation,
-    PatchMeta,
-    SchemaSet,
-    official_schemas,
-    parse_json_body,
-)
+from federation.apimachinery.schema import FieldValidation, SchemaSet, official_schemas
+from federation.apimachinery.schematree import PatchMeta
 
 RS = "io.k8s.api.apps.v1.ReplicaSet"
 SECRET = "io.k8s.api.core.v1.Secret"
