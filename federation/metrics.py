@@ -100,3 +100,17 @@ def forget_worker(pid: int, directory: Path) -> None:
     """In the parent, once worker ``pid`` has exited: drop its live gauge values (its counters and
     histograms stay in the sums, as a Prometheus counter must not go down)."""
     mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+RECONCILE_TOTAL = Counter(
+    "federation_reconcile_total",
+    "Reconciles run by a work queue, by controller (the queue's name) and result "
+    "(success, requeue, error, temporary, permanent).",
+    ["controller", "result"],
+)
+RECONCILE_DURATION_SECONDS = Histogram(
+    "federation_reconcile_duration_seconds",
+    "Time one reconcile took, by controller (the queue's name).",
+    ["controller"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

@@ -37,9 +37,25 @@ if TYPE_CHECKING:
         Unauthorized,
         Unavailable,
     )
+    from federation.apimachinery.events import EventRecorder
+    from federation.apimachinery.informers import (
+        Handlers,
+        Informer,
+        Listing,
+        Source,
+        StorageSource,
+    )
     from federation.apimachinery.kinds import CORE_KINDS, EVENTS, NAMESPACES, REPLICASETS, SECRETS
     from federation.apimachinery.memory import MemoryStorage
     from federation.apimachinery.objects import copy_json, meta, now_rfc3339
+    from federation.apimachinery.queueing import (
+        PermanentError,
+        RateLimiter,
+        Result,
+        TemporaryError,
+        WorkQueue,
+        feed,
+    )
     from federation.apimachinery.registry import Registry, WriteOptions
     from federation.apimachinery.resources import Column, Obj, ResourceType, Scheme, Strategy
     from federation.apimachinery.schema import SchemaSet
@@ -65,9 +81,12 @@ _WHERE = {
         "Unauthorized",
         "Unavailable",
     ),
+    "events": ("EventRecorder",),
+    "informers": ("Handlers", "Informer", "Listing", "Source", "StorageSource"),
     "kinds": ("CORE_KINDS", "EVENTS", "NAMESPACES", "REPLICASETS", "SECRETS"),
     "memory": ("MemoryStorage",),
     "objects": ("copy_json", "meta", "now_rfc3339"),
+    "queueing": ("PermanentError", "RateLimiter", "Result", "TemporaryError", "WorkQueue", "feed"),
     "registry": ("Registry", "WriteOptions"),
     "resources": ("Column", "Obj", "ResourceType", "Scheme", "Strategy"),
     "schema": ("SchemaSet",),
@@ -93,32 +112,44 @@ __all__ = [
     "Change",
     "Column",
     "Conflict",
+    "EventRecorder",
     "Forbidden",
     "Gone",
+    "Handlers",
+    "Informer",
     "InternalError",
     "Invalid",
     "ListPage",
+    "Listing",
     "MemoryStorage",
     "NotFound",
     "Obj",
+    "PermanentError",
     "Principal",
+    "RateLimiter",
     "Registry",
     "ResourceType",
+    "Result",
     "Role",
     "SchemaSet",
     "Scheme",
+    "Source",
     "Storage",
+    "StorageSource",
     "Strategy",
+    "TemporaryError",
     "Timeout",
     "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "WatchCache",
     "WatchEvent",
+    "WorkQueue",
     "WriteOptions",
     "authorize",
     "build_app",
     "copy_json",
+    "feed",
     "meta",
     "now_rfc3339",
 ]

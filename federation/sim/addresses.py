@@ -32,14 +32,14 @@ import json
 from typing import Any
 
 from federation.apimachinery.errors import NotFound
+from federation.apimachinery.events import EventRecorder
 from federation.apimachinery.objects import copy_json, labels_of, meta, name_of, namespace_of
+from federation.apimachinery.queueing import Result
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import Storage, WatchEvent
-from federation.sim.events import EventRecorder
 from federation.sim.faults import FaultInjector, FaultState, Message, Receive, Scope, Send, text_error
 from federation.sim.kinds import PODS, ClusterNetwork
 from federation.sim.listening import HOST, Listener, server_config
-from federation.sim.queueing import Result
 from federation.sim.workload import pod_ready
 
 ServiceKey = tuple[str, str]

@@ -30,20 +30,20 @@ from uvicorn.lifespan.on import LifespanOn
 
 from federation.apimachinery.auth import Principal, static_token_authenticator
 from federation.apimachinery.errors import AlreadyExists
+from federation.apimachinery.events import EventRecorder
 from federation.apimachinery.kinds import NAMESPACES, REPLICASETS
 from federation.apimachinery.kubeconfig import KubeContext
 from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.objects import now_rfc3339
+from federation.apimachinery.queueing import WorkQueue, feed
 from federation.apimachinery.resources import ResourceType
 from federation.apimachinery.schema import SchemaSet
 from federation.apimachinery.server import build_app
 from federation.apimachinery.storage import WatchEvent
 from federation.sim.addresses import LoadBalancers, ServiceKey
-from federation.sim.events import EventRecorder
 from federation.sim.faults import Fault, FaultInjector, FaultState, status_error
 from federation.sim.kinds import NODES, PODS, ClusterNetwork, cluster_scheme
 from federation.sim.listening import Listener, server_config
-from federation.sim.queueing import WorkQueue, feed
 from federation.sim.workload import (
     KUBELET_VERSION,
     NODEPOOL,

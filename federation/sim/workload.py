@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from federation.apimachinery.errors import AlreadyExists, Conflict, NotFound
+from federation.apimachinery.events import EventRecorder, namespace_alive
 from federation.apimachinery.kinds import REPLICASETS
 from federation.apimachinery.objects import (
     copy_json,
@@ -57,12 +58,11 @@ from federation.apimachinery.objects import (
     now_rfc3339,
     parse_rfc3339,
 )
+from federation.apimachinery.queueing import Result
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.selectors import LabelSelector, label_selector_from_object
 from federation.apimachinery.storage import Storage, WatchEvent
-from federation.sim.events import EventRecorder, namespace_alive
 from federation.sim.kinds import NODES, PODS, default_pod_spec, node_ready
-from federation.sim.queueing import Result
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from federation.apimachinery.errors import ApiError
+from federation.apimachinery.events import EventRecorder
 from federation.apimachinery.kinds import EVENTS, NAMESPACES, REPLICASETS
 from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.objects import meta
+from federation.apimachinery.queueing import Result, WorkQueue, feed
 from federation.apimachinery.resources import Obj
-from federation.sim.events import EventRecorder
 from federation.sim.kinds import NODES, PODS
-from federation.sim.queueing import Result, WorkQueue, feed
 from federation.sim.workload import (
     NODEPOOL,
     SCHEDULE,

@@ -1,27 +1,33 @@
-"""Events the simulated cluster's components record, as ``kubectl get events`` shows them.
+"""The event recorder: what controllers tell people about objects, as ``kubectl get events`` shows.
 
-The ReplicaSet controller records ``SuccessfulCreate``/``SuccessfulDelete``, the scheduler
-``Scheduled``/``FailedScheduling``, the service controller ``EnsuringLoadBalancer``/
-``EnsuredLoadBalancer``: core/v1 Events with ``involvedObject``, ``source``, counts and timestamps, as
-Kubernetes' event recorder writes them.
+Every control plane here records Events: each simulated cluster's components (the ReplicaSet
+controller's ``SuccessfulCreate``, the scheduler's ``FailedScheduling``, ...) and the federation's
+controllers (cluster health, propagation). :class:`EventRecorder` writes them as Kubernetes' event
+recorder does: core/v1 Events with ``involvedObject``, ``source`` (component and host), counts and
+timestamps, into the storage of the server that holds the object.
 
 Guarantees: an Event is never written into a namespace that is gone or terminating (it would outlive
-the namespace's deletion); a repeat of the same (object, reason, message) within the correlation window
-bumps ``count`` and ``lastTimestamp`` of the existing Event instead of adding one; at most ``capacity``
-Events per cluster are kept, the oldest removed first (Kubernetes bounds them by a TTL instead).
+the namespace's deletion); a repeat of the same (object, type, reason, message, component) bumps
+``count`` and ``lastTimestamp`` of the existing Event instead of adding one, as Kubernetes' event
+correlator does; at most ``capacity`` Events of this recorder are kept, the oldest removed first
+(Kubernetes bounds them by a TTL instead).
+
+Events are written to the storage directly, not through the registry: they are made here whole
+(uid and timestamps from :mod:`~federation.apimachinery.objects`), have no finalizers, generation or
+status of their own, and the namespace check above is stricter than the registry's admission (which
+trusts a namespace seen active for a second).
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-import uuid
 from collections import OrderedDict
 from typing import Literal
 
 from federation.apimachinery.errors import NotFound
 from federation.apimachinery.kinds import EVENTS, NAMESPACES
-from federation.apimachinery.objects import meta, now_rfc3339
+from federation.apimachinery.objects import meta, new_uid, now_rfc3339
 from federation.apimachinery.resources import Obj
 from federation.apimachinery.storage import Storage
 
@@ -39,22 +45,41 @@ async def namespace_alive(storage: Storage, namespace: str) -> bool:
 
 
 class EventRecorder:
-    def __init__(self, storage: Storage, *, host: str, capacity: int = DEFAULT_CAPACITY) -> None:
+    """Records Events of one server's objects as ``component`` on ``host`` (``source`` of the Event)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        host: str,
+        component: str = "",
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> None:
         self.storage = storage
         self.host = host
+        self.component = component
         self.capacity = capacity
-        self._recent: OrderedDict[tuple[str, str, str, str], tuple[str, str]] = OrderedDict()
-        """(involved uid, reason, message, component) -> (namespace, event name), oldest first."""
+        self._recent: OrderedDict[tuple[str, str, str, str, str], tuple[str, str]] = OrderedDict()
+        """(involved uid, type, reason, message, component) -> (namespace, event name), oldest first."""
 
     async def record(
-        self, involved: Obj, *, type: EventKind, reason: str, message: str, component: str
+        self,
+        involved: Obj,
+        *,
+        type: EventKind,
+        reason: str,
+        message: str,
+        component: str | None = None,
     ) -> None:
+        """Record that ``reason``/``message`` happened to ``involved`` (as ``component``, default the
+        recorder's own)."""
+        component = component or self.component
         m = meta(involved)
         namespace = str(m.get("namespace") or "default")
         if not await namespace_alive(self.storage, namespace):
             return
         now = now_rfc3339()
-        key = (str(m.get("uid", "")), reason, message, component)
+        key = (str(m.get("uid", "")), type, reason, message, component)
         known = self._recent.get(key)
         if known is not None:
             try:
@@ -74,7 +99,7 @@ class EventRecorder:
             "metadata": {
                 "name": name,
                 "namespace": namespace,
-                "uid": str(uuid.uuid4()),
+                "uid": new_uid(),
                 "creationTimestamp": now,
             },
             "involvedObject": {
