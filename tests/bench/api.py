@@ -860,7 +860,7 @@ def federation_create_script(stored: dict[str, Any]) -> str:
     then BEGIN, the advisory lock, the create statement, NOTIFY and COMMIT go in one pipeline. Names are
     random (a rare collision inserts nothing, as the create statement checks).
     """
-    from federation.store.postgres import _BEGIN_WRITE, _CREATE, _GET, _LOCK, _NOTIFY
+    from federation.store.statements import BEGIN_WRITE, CREATE, GET, LOCK, NOTIFY
 
     values = {
         "group": "'apps'",
@@ -874,16 +874,16 @@ def federation_create_script(stored: dict[str, Any]) -> str:
         "key_id": "NULL",
     }
     namespace = {"group": "''", "plural": "'namespaces'", "namespace": "''", "name": f"'{NAMESPACE}'"}
-    create = " ".join(_CREATE.split()) % values
+    create = " ".join(CREATE.split()) % values
     return "\n".join(
         [
             r"\set r random(1, 1000000000000000)",
-            " ".join(_GET.split()) % namespace + ";",
+            " ".join(GET.split()) % namespace + ";",
             r"\startpipeline",
-            _BEGIN_WRITE + ";",
-            _LOCK + ";",
+            BEGIN_WRITE + ";",
+            LOCK + ";",
             create + ";",
-            _NOTIFY + ";",
+            NOTIFY + ";",
             "COMMIT;",
             r"\endpipeline",
             "",

@@ -26,9 +26,7 @@ from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.objects import labels_of, rv_of
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import Storage, WatchEvent
-from federation.store.engine import make_engine
-from federation.store.postgres import PostgresStorage
-from federation.store.sealing import Sealer
+from federation.store import PostgresStorage, Sealer, make_engine
 
 pytestmark = pytest.mark.anyio
 

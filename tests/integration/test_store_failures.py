@@ -22,10 +22,7 @@ from federation.apimachinery.objects import rv_of
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import WatchEvent
 from federation.apimachinery.watchcache import Change, WatchCache
-from federation.store.engine import make_engine
-from federation.store.postgres import PostgresStorage
-from federation.store.sealing import Sealer
-from federation.store.tokens import TokenStore
+from federation.store import PostgresStorage, Sealer, TokenStore, make_engine
 
 pytestmark = pytest.mark.anyio
 
