@@ -1,0 +1,34 @@
+"""The federation API server: the shared Kubernetes API machinery over Postgres, with token auth.
+
+Public surface (everything else in this package is private to it):
+
+* :func:`create_app`: the ASGI app, for tests and embedding;
+* :func:`run` (``federation-apiserver``) and :func:`run_up` (``fedctl up``): serve until a signal;
+* :class:`Paths` and :func:`database`: where the server keeps its files, and the database it uses
+  (the configured one, or the embedded Postgres), for the CLI's ``db`` and ``token`` commands.
+
+Names are loaded on first use (PEP 562), so that a CLI command that needs none of them does not
+import the server.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from federation.apimachinery import lazy_exports
+
+if TYPE_CHECKING:
+    from federation.api.app import create_app
+    from federation.api.runtime import Paths, database, run, run_up
+
+_HOMES = {
+    "create_app": "app",
+    "Paths": "runtime",
+    "database": "runtime",
+    "run": "runtime",
+    "run_up": "runtime",
+}
+
+__all__ = ["Paths", "create_app", "database", "run", "run_up"]
+
+__getattr__ = lazy_exports(__name__, _HOMES)

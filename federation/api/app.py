@@ -2,8 +2,9 @@
 
 ``create_app`` wires the federation's kinds (core kinds plus Cluster) to a
 :class:`~federation.store.PostgresStorage`, authenticates bearer tokens against the hashed tokens
-in Postgres (and an optional bootstrap admin token from settings), and makes sure the namespaces
-every federation has exist: ``default`` and ``federation-system`` (cluster credentials).
+in Postgres (and an optional bootstrap admin token from settings), keeps ``federation-system``
+(cluster credentials) to admins through :class:`~federation.api.policy.SystemNamespacePolicy`, and
+makes sure the namespaces every federation has exist: ``default`` and ``federation-system``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from importlib.metadata import version as package_version
 
 from fastapi import FastAPI
 
-from federation.apis import CLUSTER_SCHEMAS, FEDERATION_KINDS
+from federation.api.policy import SystemNamespacePolicy
 from federation.apimachinery import (
     NAMESPACES,
-    SYSTEM_NAMESPACE,
     AlreadyExists,
     ApiError,
     Authenticator,
@@ -32,6 +32,7 @@ from federation.apimachinery import (
     WriteOptions,
     build_app,
 )
+from federation.apis import CLUSTER_SCHEMAS, FEDERATION_KINDS, SYSTEM_NAMESPACE
 from federation.store import PostgresStorage, TokenStore
 
 INITIAL_NAMESPACES = ("default", SYSTEM_NAMESPACE)
@@ -83,10 +84,14 @@ def create_app(
     bootstrap_token: str | None = None,
     metrics_open: bool = False,
     on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
+    resume_terminations: bool = True,
 ) -> FastAPI:
+    """The federation API server's app. ``resume_terminations``: finish the namespace terminations
+    a previous server left (one process of a server does; see ``runtime.worker_spec``)."""
     scheme = Scheme(FEDERATION_KINDS)
     schemas = SchemaSet(extra=CLUSTER_SCHEMAS)
-    registry = Registry(scheme, storage, schemas)
+    policy = SystemNamespacePolicy()
+    registry = Registry(scheme, storage, schemas, policy=policy)
 
     async def start() -> None:
         await storage.start()
@@ -123,4 +128,6 @@ def create_app(
         metrics_open=metrics_open,
         on_startup=[start],
         on_shutdown=[stop],
+        policy=policy,
+        resume_terminations=resume_terminations,
     )

@@ -9,7 +9,9 @@ that token; later runs reuse them. Everything started is stopped on SIGINT/SIGTE
 The server is served by this process, or, with ``FEDERATION_WORKERS`` above 1, by that many worker
 processes on the socket this one binds (:mod:`federation.api.workers`). Either way the steps that
 must happen once (the database, migrations, files, binding, the "serving on" line) happen here
-first; each serving process then makes its own engine, storage and app (:func:`serve`).
+first; each serving process then makes its own engine, storage and app (:func:`serve`). Of the
+workers, only the first resumes the namespace terminations a previous server left, so they run once
+per server, not once per worker (:func:`worker_spec`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ import uvicorn
 
 from federation.api.app import create_app
 from federation.api.workers import Supervisor
-from federation.apimachinery.certificates import ensure_ca_and_serving_cert
-from federation.apimachinery.kubeconfig import Kubeconfig, KubeContext, write_kubeconfig
+from federation.apimachinery import Kubeconfig, KubeContext, ensure_ca_and_serving_cert, write_kubeconfig
 from federation.settings import DatabaseSettings, SecuritySettings, ServerSettings
-from federation.store import EmbeddedPostgres, PostgresStorage, Sealer, TokenStore, make_engine, migrate
-from federation.store.sealing import generate_key_file
+from federation.store import (
+    EmbeddedPostgres,
+    PostgresStorage,
+    Sealer,
+    TokenStore,
+    generate_key_file,
+    make_engine,
+    migrate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +228,19 @@ class Worker:
     listener: Listener
     watch_window: int = 10_000
     stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS
+    resumes_terminations: bool = True
+    """Whether this process finishes the namespace terminations a previous server left (one
+    process of a server does; see :func:`worker_spec`)."""
+
+
+def worker_spec(worker: Worker, slot: int, restarted: bool) -> Worker:
+    """What the worker in ``slot`` (1..N) of a supervised server gets: the first one resumes the
+    namespace terminations a previous server left, the others do not, so that each runs once per
+    server. A worker started again after an exit resumes them too, whatever its slot: the one before
+    it may have ended in the middle of a termination it had begun (for a delete it served).
+    Terminations tolerate a second runner (each pass checks the namespace's uid and deletes
+    conditionally), so the rare overlap this allows costs work, never correctness."""
+    return dataclasses.replace(worker, resumes_terminations=slot == 1 or restarted)
 
 
 async def serve(worker: Worker) -> None:
@@ -238,6 +259,7 @@ async def serve(worker: Worker) -> None:
             tokens=tokens,
             bootstrap_token=bootstrap,
             metrics_open=server_settings.metrics_open,
+            resume_terminations=worker.resumes_terminations,
         ),
         log_level="warning",
         access_log=False,
@@ -308,7 +330,9 @@ def run(
                 serve_forever(worker)
             else:
                 supervised = dataclasses.replace(worker, stop_signals=WORKER_STOP_SIGNALS)
-                Supervisor(serve_forever, supervised, count=server_settings.workers).run()
+                Supervisor(
+                    serve_forever, supervised, count=server_settings.workers, per_worker=worker_spec
+                ).run()
 
 
 def run_up(*, data_dir: Path | None, port: int | None, workers: int | None = None) -> None:

@@ -20,6 +20,10 @@ What the supervisor guarantees:
 * **Restarts, bounded.** A worker that exits on its own is logged and started again. More than
   :data:`RESTART_LIMIT` exits within :data:`RESTART_WINDOW_SECONDS` (a worker that cannot start:
   the database refuses it, say) stops everything with one error line and a non-zero exit.
+* **What happens once, happens in one worker.** Each worker is started with the spec
+  ``per_worker(spec, slot, restarted)`` gives it, so that work a server does once (resuming the
+  namespace terminations a previous server left) is given to one worker only (see
+  :func:`federation.api.runtime.worker_spec`).
 * **One /metrics for the server.** The workers run in prometheus-client's multiprocess mode, with
   their files in a private directory the parent removes at the end
   (:func:`federation.metrics.shared_by_workers`), so any worker's ``/metrics`` sums them all.
@@ -61,6 +65,8 @@ STOP_GRACE_SECONDS = 15.0
 """How long a worker may take to stop: uvicorn's graceful shutdown (5 s) plus closing its storage."""
 
 Spec = TypeVar("Spec")
+PerWorker = Callable[[Spec, int, bool], Spec]
+"""The spec of the worker in a slot (1..count), started for the first time or again after an exit."""
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -118,13 +124,22 @@ def describe_exit(code: int | None) -> str:
 
 class Supervisor(Generic[Spec]):
     """Run ``target(spec)`` in ``count`` worker processes until SIGINT/SIGTERM (see the module
-    docstring). ``spec`` is pickled into each worker; a socket in it arrives as the same socket."""
+    docstring). ``spec`` is pickled into each worker; a socket in it arrives as the same socket.
+    ``per_worker``: what each worker gets instead of ``spec`` itself."""
 
-    def __init__(self, target: Callable[[Spec], None], spec: Spec, *, count: int) -> None:
+    def __init__(
+        self,
+        target: Callable[[Spec], None],
+        spec: Spec,
+        *,
+        count: int,
+        per_worker: PerWorker[Spec] | None = None,
+    ) -> None:
         if count < 1:
             raise ValueError("a supervisor needs at least one worker")
         self._target = target
         self._spec = spec
+        self._per_worker = per_worker
         self._count = count
         self._workers: dict[int, BaseProcess] = {}
         """Running workers by slot (1..count): a restarted worker takes its predecessor's slot."""
@@ -143,7 +158,7 @@ class Supervisor(Generic[Spec]):
             with self._stop_on_signals(wake_writer):
                 try:
                     for slot in range(1, self._count + 1):
-                        self._start(slot)
+                        self._start(slot, restarted=False)
                     failure = self._supervise(wake_reader)
                 finally:
                     self._stop_all()
@@ -165,10 +180,11 @@ class Supervisor(Generic[Spec]):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _start(self, slot: int) -> None:
+    def _start(self, slot: int, *, restarted: bool) -> None:
+        spec = self._spec if self._per_worker is None else self._per_worker(self._spec, slot, restarted)
         process = _SPAWN.Process(
             target=_worker_main,
-            args=(self._target, self._spec),
+            args=(self._target, spec),
             name=f"federation-apiserver-worker-{slot}",
         )
         # Workers start with SIGINT ignored (an ignored signal stays ignored across exec, so from
@@ -211,7 +227,7 @@ class Supervisor(Generic[Spec]):
                 f"{RESTART_WINDOW_SECONDS:.0f} s (the last one {how}); stopping the server"
             )
         log.warning("API worker %d (pid %s) %s; starting it again", slot, pid, how)
-        self._start(slot)
+        self._start(slot, restarted=True)
         return None
 
     def _stop_all(self) -> None:

@@ -15,12 +15,12 @@ from federation.apimachinery.exports import lazy_exports
 if TYPE_CHECKING:
     from federation.apimachinery.auth import (
         ROLES,
-        SYSTEM_NAMESPACE,
         Authenticator,
         Principal,
         Role,
         authorize,
     )
+    from federation.apimachinery.certificates import ensure_ca_and_serving_cert
     from federation.apimachinery.errors import (
         AlreadyExists,
         ApiError,
@@ -46,8 +46,10 @@ if TYPE_CHECKING:
         StorageSource,
     )
     from federation.apimachinery.kinds import CORE_KINDS, EVENTS, NAMESPACES, REPLICASETS, SECRETS
+    from federation.apimachinery.kubeconfig import Kubeconfig, KubeContext, write_kubeconfig
     from federation.apimachinery.memory import MemoryStorage
     from federation.apimachinery.objects import copy_json, meta, now_rfc3339
+    from federation.apimachinery.policy import KUBERNETES_RULES_ONLY, Policy
     from federation.apimachinery.queueing import (
         PermanentError,
         RateLimiter,
@@ -64,7 +66,8 @@ if TYPE_CHECKING:
     from federation.apimachinery.watchcache import Change, WatchCache
 
 _WHERE = {
-    "auth": ("ROLES", "SYSTEM_NAMESPACE", "Authenticator", "Principal", "Role", "authorize"),
+    "auth": ("ROLES", "Authenticator", "Principal", "Role", "authorize"),
+    "certificates": ("ensure_ca_and_serving_cert",),
     "errors": (
         "AlreadyExists",
         "ApiError",
@@ -82,10 +85,13 @@ _WHERE = {
         "Unavailable",
     ),
     "events": ("EventRecorder",),
+    "exports": ("lazy_exports",),
     "informers": ("Handlers", "Informer", "Listing", "Source", "StorageSource"),
     "kinds": ("CORE_KINDS", "EVENTS", "NAMESPACES", "REPLICASETS", "SECRETS"),
+    "kubeconfig": ("KubeContext", "Kubeconfig", "write_kubeconfig"),
     "memory": ("MemoryStorage",),
     "objects": ("copy_json", "meta", "now_rfc3339"),
+    "policy": ("KUBERNETES_RULES_ONLY", "Policy"),
     "queueing": ("PermanentError", "RateLimiter", "Result", "TemporaryError", "WorkQueue", "feed"),
     "registry": ("Registry", "WriteOptions"),
     "resources": ("Column", "Obj", "ResourceType", "Scheme", "Strategy"),
@@ -99,11 +105,11 @@ _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names
 __all__ = [
     "CORE_KINDS",
     "EVENTS",
+    "KUBERNETES_RULES_ONLY",
     "NAMESPACES",
     "REPLICASETS",
     "ROLES",
     "SECRETS",
-    "SYSTEM_NAMESPACE",
     "AlreadyExists",
     "ApiError",
     "Authenticator",
@@ -119,12 +125,15 @@ __all__ = [
     "Informer",
     "InternalError",
     "Invalid",
+    "KubeContext",
+    "Kubeconfig",
     "ListPage",
     "Listing",
     "MemoryStorage",
     "NotFound",
     "Obj",
     "PermanentError",
+    "Policy",
     "Principal",
     "RateLimiter",
     "Registry",
@@ -149,9 +158,12 @@ __all__ = [
     "authorize",
     "build_app",
     "copy_json",
+    "ensure_ca_and_serving_cert",
     "feed",
+    "lazy_exports",
     "meta",
     "now_rfc3339",
+    "write_kubeconfig",
 ]
 
 

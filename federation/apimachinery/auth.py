@@ -5,8 +5,11 @@ Postgres, a simulated cluster against its one token. Authorization is by role, c
 
 * ``viewer`` reads everything except Secret data (Secrets are returned without ``data``) and never
   writes;
-* ``editor`` reads and writes every kind, except the credentials namespace (``federation-system``);
-* ``admin`` does everything, including the credentials namespace and token management.
+* ``editor`` reads and writes every kind, except the kinds only admins write (``admin_writes``);
+* ``admin`` does everything.
+
+A server's own rules on top of the roles (the federation's credentials namespace, say) are its
+:class:`~federation.apimachinery.policy.Policy`, not this module's.
 """
 
 from __future__ import annotations
@@ -21,10 +24,6 @@ Role = Literal["viewer", "editor", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "editor", "admin")
 
 READ_VERBS = frozenset({"get", "list", "watch"})
-
-SYSTEM_NAMESPACE = "federation-system"
-"""Holds cluster credentials; only admins touch it, and it is never propagated to members."""
-
 
 @dataclass(frozen=True)
 class Principal:
@@ -55,12 +54,9 @@ def authorize(
     that the federation will present to the Cluster's server)."""
     if principal.role == "admin":
         return
-    target = f'{plural} in namespace "{namespace}"' if namespace else plural
-    touches_system = namespace == SYSTEM_NAMESPACE or (plural == "namespaces" and name == SYSTEM_NAMESPACE)
-    if touches_system and not (plural == "events" and verb in READ_VERBS):
-        raise forbidden(f'User "{principal.name}" cannot {verb} resource {target}: requires role admin')
     if verb in READ_VERBS:
         return
+    target = f'{plural} in namespace "{namespace}"' if namespace else plural
     if principal.role == "viewer":
         raise forbidden(f'User "{principal.name}" cannot {verb} resource {target}: role viewer is read-only')
     if admin_writes:

@@ -6,12 +6,12 @@ update, patch and delete, whatever its kind and whichever storage holds it.
 * system metadata (uid, creationTimestamp, generation, resourceVersion) is owned by the server;
 * ``generation`` changes only when ``spec`` changes; ``status`` changes only through ``/status``;
 * an update that changes nothing writes nothing (and keeps the resourceVersion);
-* namespaced objects need an existing namespace that is not terminating;
+* namespaced objects need an existing namespace that is not terminating, and deleting a namespace
+  deletes its contents in the background (:mod:`federation.apimachinery.namespaces`);
 * a delete of an object with finalizers only marks it (``deletionTimestamp``); it goes when its
   last finalizer is removed;
-* deleting a namespace marks it ``Terminating`` at once; its contents are deleted in the background
-  a moment later (as Kubernetes' namespace controller does, so ``kubectl delete -f`` of a namespace
-  and its contents still finds the contents), then the namespace goes;
+* ``/scale`` reads and writes ``spec.replicas`` through a Scale (:mod:`federation.apimachinery.scaling`);
+* a delete the server's :class:`~federation.apimachinery.policy.Policy` refuses changes nothing;
 * read-modify-write (patch, scale, unconditional update) retries on a concurrent write; a client
   that sent a resourceVersion gets 409 Conflict instead;
 * invalid input raises before anything is written, so nothing is ever half-applied.
@@ -19,45 +19,32 @@ update, patch and delete, whatever its kind and whichever storage holds it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import secrets
 import string
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from federation.apimachinery import patching
 from federation.apimachinery.errors import (
-    ApiError,
     Cause,
     Conflict,
     NotFound,
     already_exists,
     bad_request,
     conflict,
-    forbidden,
     invalid,
-    not_found,
 )
-from federation.apimachinery.kinds import NAMESPACES
+from federation.apimachinery.namespaces import NamespaceLifecycle, is_namespace
 from federation.apimachinery.objects import copy_json, meta, new_uid, now_rfc3339, rv_of
+from federation.apimachinery.policy import KUBERNETES_RULES_ONLY, Policy
 from federation.apimachinery.resources import Obj, ResourceType, Scheme
-from federation.apimachinery.schema import SchemaSet
-from federation.apimachinery.selectors import label_selector_from_object
+from federation.apimachinery.scaling import SCALE_SCHEMA_REF, requested_replicas, scale_of
+from federation.apimachinery.schema import FieldValidation, SchemaSet
 from federation.apimachinery.storage import Storage
 from federation.apimachinery.validation import object_meta
 
-log = logging.getLogger(__name__)
-
-FieldValidation = Literal["Strict", "Warn", "Ignore"]
 PatchType = Literal["merge", "strategic", "json"]
 MAX_RETRIES = 8
-NAMESPACE_CHECK_SECONDS = 1.0
-"""How long a namespace seen active is trusted without reading it again. Kubernetes' namespace
-admission reads through an informer cache with the same kind of lag; termination waits longer than
-this and then deletes until the namespace is empty, so late arrivals are still removed."""
 _SYSTEM_META = (
     "uid",
     "creationTimestamp",
@@ -83,12 +70,6 @@ class Outcome:
     created: bool = False
     deleted: bool = False
     """For a delete: True when the object left the store (not only marked for deletion)."""
-
-
-PROTECTED_NAMESPACES = frozenset(
-    {"default", "kube-system", "kube-public", "kube-node-lease", "federation-system"}
-)
-"""Namespaces that exist from the start and may not be deleted (Kubernetes protects its own so)."""
 
 
 def client_version(value: Any) -> int | None:
@@ -130,52 +111,34 @@ def _spec_of(obj: Obj) -> Any:
 
 
 class Registry:
+    """Create, read, update, patch and delete any kind over one storage (see the module docstring).
+
+    ``policy``: the server's own rules on delete (none by default, as in Kubernetes)."""
+
     def __init__(
-        self, scheme: Scheme, storage: Storage, schemas: SchemaSet, *, termination_delay: float = 1.0
+        self,
+        scheme: Scheme,
+        storage: Storage,
+        schemas: SchemaSet,
+        *,
+        termination_delay: float = 1.0,
+        policy: Policy = KUBERNETES_RULES_ONLY,
     ) -> None:
         self.scheme = scheme
         self.storage = storage
         self.schemas = schemas
-        self.termination_delay = termination_delay
-        self._terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
-        """Running namespace terminations by (name, uid): a namespace deleted, re-created and
-        deleted again while the first termination is still going gets its own."""
-        self._active_namespaces: dict[str, float] = {}
-        """Namespaces seen to exist and not terminate, until when (saves a read per create)."""
+        self.policy = policy
+        self.namespaces = NamespaceLifecycle(
+            scheme, storage, delete=self.delete, termination_delay=termination_delay
+        )
 
     async def resume_terminations(self) -> None:
         """Finish deleting namespaces left Terminating (by a previous process, say)."""
-        page = await self.storage.list(NAMESPACES, None)
-        for ns in page.items:
-            if meta(ns).get("deletionTimestamp"):
-                self._schedule_termination(ns, delay=0)
+        await self.namespaces.resume()
 
     async def close(self) -> None:
         """Stop background namespace terminations (they resume on the next start)."""
-        tasks = list(self._terminations.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._terminations.clear()
-
-    def _schedule_termination(self, ns: Obj, *, delay: float) -> None:
-        name, uid = str(meta(ns)["name"]), str(meta(ns).get("uid", ""))
-        key = (name, uid)
-        if key in self._terminations:
-            return
-
-        async def terminate() -> None:
-            try:
-                await asyncio.sleep(delay)
-                await self._terminate_namespace(name, uid)
-            except ApiError as err:
-                log.warning("terminating namespace %s: %s", name, err.message)
-            finally:
-                self._terminations.pop(key, None)
-
-        self._terminations[key] = asyncio.create_task(terminate(), name=f"terminate-namespace-{name}")
+        await self.namespaces.close()
 
     # ------------------------------------------------------------------ decoding and checks
 
@@ -223,25 +186,6 @@ class Registry:
             unique = list(dict.fromkeys(causes))
             raise invalid(rt.kind, str(meta(obj).get("name", "")), unique, rt.group)
 
-    async def _check_namespace(self, rt: ResourceType, namespace: str) -> None:
-        if not rt.namespaced:
-            return
-        checked = self._active_namespaces.get(namespace)
-        if checked is not None and checked > time.monotonic():
-            return
-        try:
-            ns = await self.storage.get(NAMESPACES, "", namespace)
-        except NotFound:
-            raise not_found("namespaces", namespace) from None
-        if meta(ns).get("deletionTimestamp"):
-            raise forbidden(
-                f"{rt.plural}{'.' + rt.group if rt.group else ''} is forbidden: unable to create new "
-                f"content in namespace {namespace} because it is being terminated"
-            )
-        if len(self._active_namespaces) > 10_000:
-            self._active_namespaces.clear()
-        self._active_namespaces[namespace] = time.monotonic() + NAMESPACE_CHECK_SECONDS
-
     # ------------------------------------------------------------------ reads
 
     async def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
@@ -275,7 +219,7 @@ class Registry:
             obj.pop("status", None)
         rt.strategy.prepare_for_create(obj)
         self._validate(rt, obj, None)
-        await self._check_namespace(rt, ns)
+        await self.namespaces.admit_create(rt, ns)
         if opts.dry_run:
             try:
                 await self.storage.get(rt, ns, str(m["name"]))
@@ -354,7 +298,7 @@ class Registry:
             gone = await self.storage.delete(
                 rt, str(m.get("namespace", "")), str(m["name"]), precondition_rv=precondition
             )
-            await self._after_removal(rt, gone)
+            await self.namespaces.after_removal(rt, gone)
             return gone
         return await self.storage.update(rt, obj, precondition_rv=precondition)
 
@@ -424,7 +368,7 @@ class Registry:
             if client_rv is not None and client_rv != rv_of(old):
                 raise conflict(rt.plural, name, rt.group)
             if subresource == "scale":
-                current: Obj = self.scale_of(rt, old)
+                current: Obj = scale_of(old)
             else:
                 current = copy_json(old)
             patched = self._apply_patch(rt, current, patch_type, patch, subresource=subresource)
@@ -450,7 +394,7 @@ class Registry:
         elif patch_type == "json":
             result = patching.json_patch(current, patch)
         else:
-            ref = "io.k8s.api.autoscaling.v1.Scale" if subresource == "scale" else rt.schema_ref
+            ref = SCALE_SCHEMA_REF if subresource == "scale" else rt.schema_ref
             result = patching.strategic_merge_patch(current, patch, self.schemas, ref)
         if not isinstance(result, dict):
             raise bad_request("the patch did not produce an object")
@@ -458,53 +402,18 @@ class Registry:
 
     # ------------------------------------------------------------------ scale
 
-    def scale_of(self, rt: ResourceType, obj: Obj) -> Obj:
-        m = meta(obj)
-        selector = (obj.get("spec") or {}).get("selector") or {}
-        try:
-            selector_text = str(label_selector_from_object(selector))
-        except ValueError:
-            selector_text = ""
-        return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {
-                k: m[k]
-                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                if k in m
-            },
-            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
-            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0), "selector": selector_text},
-        }
-
     async def _apply_scale(
         self, rt: ResourceType, old: Obj, scale: Any, opts: WriteOptions, *, client_rv: int | None
     ) -> Outcome | None:
         """Write ``scale.spec.replicas`` into the object; None asks the caller to retry a lost race."""
-        if not isinstance(scale, dict) or scale.get("kind", "Scale") != "Scale":
-            raise bad_request("expected a Scale object")
-        replicas = (scale.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool):
-            raise invalid(
-                "Scale",
-                meta(old)["name"],
-                [Cause("spec.replicas", "Required value: must be an integer", "FieldValueRequired")],
-                "autoscaling",
-            )
-        if replicas < 0:
-            raise invalid(
-                "Scale",
-                meta(old)["name"],
-                [Cause("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")],
-                "autoscaling",
-            )
+        replicas = requested_replicas(old, scale)
         if client_rv is not None and client_rv != rv_of(old):
             raise conflict(rt.plural, meta(old)["name"], rt.group)
         new = copy_json(old)
         new.setdefault("spec", {})["replicas"] = replicas
         merged = self._merge_update(rt, new, old, None)
         outcome = await self._replace(rt, merged, old, opts, client_rv=client_rv, warnings=[])
-        return None if outcome is None else Outcome(self.scale_of(rt, outcome.object))
+        return None if outcome is None else Outcome(scale_of(outcome.object))
 
     async def update_scale(
         self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions
@@ -544,20 +453,21 @@ class Registry:
                 )
             if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(m.get("resourceVersion")):
                 raise conflict(rt.plural, name, rt.group)
-            is_namespace = rt.group == "" and rt.plural == "namespaces"
-            if is_namespace and name in PROTECTED_NAMESPACES:
-                raise forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+            namespace_kind = is_namespace(rt)
+            if namespace_kind:
+                self.namespaces.admit_delete(name)
+            self.policy.admit_delete(rt, old)
             if dry_run:
-                if not (is_namespace or m.get("finalizers")):
+                if not (namespace_kind or m.get("finalizers")):
                     return Outcome(old, deleted=True)
                 marked = copy_json(old)
                 meta(marked).setdefault("deletionTimestamp", now_rfc3339())
-                if is_namespace:
+                if namespace_kind:
                     marked["status"] = {"phase": "Terminating"}
                 return Outcome(marked)
             try:
-                if is_namespace:
-                    return await self._delete_namespace(old)
+                if namespace_kind:
+                    return Outcome(await self.namespaces.mark_terminating(old))
                 if m.get("finalizers"):
                     if m.get("deletionTimestamp"):
                         return Outcome(old)
@@ -568,92 +478,6 @@ class Registry:
                 gone = await self.storage.delete(rt, ns, name, precondition_rv=rv_of(old))
             except Conflict:
                 continue
-            await self._after_removal(rt, gone)
+            await self.namespaces.after_removal(rt, gone)
             return Outcome(gone, deleted=True)
         raise _too_many_retries(rt, name)
-
-    async def _delete_namespace(self, ns_obj: Obj) -> Outcome:
-        name = meta(ns_obj)["name"]
-        self._active_namespaces.pop(name, None)
-        current = ns_obj
-        if not meta(ns_obj).get("deletionTimestamp"):
-            marked = copy_json(ns_obj)
-            meta(marked)["deletionTimestamp"] = now_rfc3339()
-            marked["status"] = {"phase": "Terminating"}
-            current = await self.storage.update(NAMESPACES, marked, precondition_rv=rv_of(ns_obj))
-        self._schedule_termination(current, delay=self.termination_delay)
-        return Outcome(current)
-
-    async def _terminate_namespace(self, name: str, uid: str) -> None:
-        """Delete everything in a Terminating namespace, then the namespace once it is empty.
-
-        Passes repeat while a pass still finds objects to delete (a create admitted just before
-        the namespace was marked may land after the first pass). Each pass first checks that the
-        namespace is still the one that was marked (same uid, still Terminating): another process
-        may have finished it meanwhile and someone created a namespace of the same name, whose
-        contents are not ours to delete."""
-        for _ in range(5):
-            if await self._terminating(name, uid) is None:
-                return
-            found = 0
-            for rt in self.scheme.types:
-                if not rt.namespaced:
-                    continue
-                page = await self.storage.list(rt, name)
-                for item in page.items:
-                    found += 1
-                    with contextlib.suppress(NotFound):
-                        await self.delete(rt, name, meta(item)["name"])
-            if not found:
-                break
-            await asyncio.sleep(NAMESPACE_CHECK_SECONDS)
-        current = await self._terminating(name, uid)
-        if current is not None:
-            await self._finish_namespace(name, current)
-
-    async def _terminating(self, name: str, uid: str) -> Obj | None:
-        """The namespace ``name`` if it exists, is Terminating and has this ``uid``."""
-        try:
-            current = await self.storage.get(NAMESPACES, "", name)
-        except NotFound:
-            return None
-        if not meta(current).get("deletionTimestamp"):
-            return None
-        if str(meta(current).get("uid", "")) != uid:
-            return None
-        return current
-
-    async def _finish_namespace(self, name: str, current: Obj) -> Outcome:
-        """Delete the Terminating namespace ``current`` once it holds nothing. The delete is
-        conditional on its version, and retried on a fresh read when that changed, as long as it
-        is the same namespace, still Terminating: a namespace re-created under the same name is
-        never deleted for the old one."""
-        uid = str(meta(current).get("uid", ""))
-        for _ in range(5):
-            for rt in self.scheme.types:
-                if rt.namespaced and await self.storage.count(rt, name):
-                    return Outcome(current)
-            try:
-                gone = await self.storage.delete(NAMESPACES, "", name, precondition_rv=rv_of(current))
-            except NotFound:
-                return Outcome(current, deleted=True)
-            except Conflict:
-                refreshed = await self._terminating(name, uid)
-                if refreshed is None:
-                    return Outcome(current)
-                current = refreshed
-            else:
-                return Outcome(gone, deleted=True)
-        return Outcome(current)
-
-    async def _after_removal(self, rt: ResourceType, gone: Obj) -> None:
-        """When the last object of a terminating namespace goes, the namespace goes too."""
-        if not rt.namespaced:
-            return
-        ns_name = str(meta(gone).get("namespace", ""))
-        try:
-            ns = await self.storage.get(NAMESPACES, "", ns_name)
-        except NotFound:
-            return
-        if meta(ns).get("deletionTimestamp"):
-            await self._finish_namespace(ns_name, ns)
