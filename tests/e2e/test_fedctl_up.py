@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 import yaml
 
 from tests.servers import FEDCTL, start_federation
+from tests.tools import missing
 
 
 def _postgres_running(data_dir: Path) -> list[int]:
@@ -130,7 +130,7 @@ def test_migrations_ship_in_the_wheel(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     uv = Path(os.environ.get("VIRTUAL_ENV", root / ".venv")) / "bin" / "uv"
     if not uv.exists():
-        pytest.skip("uv is not in the virtualenv")
+        missing(f"uv is not in the virtualenv ({uv}): it builds the wheel")
     subprocess.run(
         [str(uv), "build", "--wheel", "--out-dir", str(tmp_path), str(root)],
         check=True,

@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from federation.sim import READY_LINE
+from tests.tools import require_tool
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "simulator.md"
 BIN = Path(sys.executable).parent
@@ -66,10 +64,9 @@ def script_of(console_blocks: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-@pytest.mark.skipif(
-    shutil.which("kubectl") is None or shutil.which("curl") is None, reason="needs kubectl and curl"
-)
 def test_console_examples_run(tmp_path: Path) -> None:
+    require_tool("kubectl", "docs/simulator.md's examples run it")
+    require_tool("curl", "docs/simulator.md's examples run it")
     script = tmp_path / "doc.sh"
     script.write_text(script_of(blocks("console")))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "HOME": str(tmp_path)}
