@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check federation tests migrations
 	$(BIN)/ruff format --check federation tests migrations
 	$(BIN)/lint-imports
+	$(BIN)/python -m tests.lint_module_size
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
