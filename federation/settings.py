@@ -99,11 +99,26 @@ class ServerSettings(BaseSettings):
             raise ValueError("FEDERATION_TLS_CERT_FILE and FEDERATION_TLS_KEY_FILE go together")
         return self
 
+    @model_validator(mode="after")
+    def _plain_http_on_loopback_only(self) -> ServerSettings:
+        """Plain HTTP carries bearer tokens in clear: it is for a TLS-terminating proxy on the same
+        host, so the server then listens on a loopback address only (``0.0.0.0`` is every address)."""
+        if self.insecure_http and not self.is_loopback():
+            raise ValueError(
+                "FEDERATION_INSECURE_HTTP is refused on a non-loopback FEDERATION_LISTEN_ADDRESS: "
+                "serve TLS, or listen on 127.0.0.1 or ::1 behind a TLS-terminating proxy"
+            )
+        return self
+
     def is_loopback(self) -> bool:
+        """Whether the listen address reaches this host only (127.0.0.0/8, ::1, ``localhost``)."""
         try:
-            return ipaddress.ip_address(self.listen_address).is_loopback
+            address = ipaddress.ip_address(self.listen_address)
         except ValueError:
             return self.listen_address == "localhost"
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped.is_loopback
+        return address.is_loopback
 
 
 def describe_error(err: ValidationError) -> str:

@@ -18,7 +18,5 @@ def main() -> None:
     except ValidationError as err:
         print(f"error: {describe_error(err)}", file=sys.stderr)
         raise SystemExit(1) from None
-    if server_settings.insecure_http and not server_settings.is_loopback():
-        print("note: serving plain HTTP; only do this behind a TLS-terminating proxy", file=sys.stderr)
     paths = Paths(db.data_dir.resolve())
     run(db, server_settings, security, paths=paths, upgrade=False, create_files=db.database_url is None)

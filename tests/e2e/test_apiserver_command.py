@@ -39,6 +39,21 @@ def test_refuses_to_start_without_an_encryption_key(tmp_path: Path, database_url
     assert "FEDERATION_ENCRYPTION_KEY" in done.stderr
 
 
+def test_refuses_plain_http_on_every_address_with_one_line(tmp_path: Path, database_url: str) -> None:
+    env = _env(
+        tmp_path,
+        database_url,
+        FEDERATION_ENCRYPTION_KEY=generate_key_material(),
+        FEDERATION_INSECURE_HTTP="true",
+        FEDERATION_LISTEN_ADDRESS="0.0.0.0",
+    )
+    done = subprocess.run([APISERVER], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: FEDERATION_INSECURE_HTTP is refused on a non-loopback")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists(), "nothing is started or written before the refusal"
+
+
 def test_serves_with_key_and_bootstrap_token(tmp_path: Path, database_url: str) -> None:
     env = _env(
         tmp_path,
