@@ -219,6 +219,11 @@ class WorkQueue(Generic[K]):
         """Keys waiting to run (not those running)."""
         return len(self._ready)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or running (timers may still be pending)."""
+        return self._idle.is_set()
+
     async def wait_idle(self) -> None:
         """Until nothing is queued or running (timers may still be pending)."""
         await self._idle.wait()

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from federation.apimachinery.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from federation.sim.addresses import address_of
     from federation.sim.cluster import VERSION_INFO, ClusterSpec, SimulatedCluster
     from federation.sim.control import CONTROL_EXTENSION, ControlClient, ControlError
     from federation.sim.faults import ERROR_CODES, FAULT_MODES, Fault, FaultMode
+    from federation.sim.loadbalancers import address_of
     from federation.sim.simulator import (
         READY_LINE,
         Simulator,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     )
 
 _HOMES = {
-    "address_of": "addresses",
+    "address_of": "loadbalancers",
     "VERSION_INFO": "cluster",
     "ClusterSpec": "cluster",
     "SimulatedCluster": "cluster",

@@ -3,8 +3,11 @@
 A :class:`SimulatedCluster` is the shared API machinery (``build_app``) over a
 :class:`~federation.apimachinery.memory.MemoryStorage`, served over HTTPS on ``127.0.0.1`` with the
 simulator's CA, accepting one bearer token (401 without it), plus the in-cluster controllers: node pool,
-ReplicaSets, scheduler and kubelets (:mod:`federation.sim.workload`) and the service controller with its
-regional addresses (:mod:`federation.sim.addresses`), each fed by watches on the storage.
+ReplicaSets, scheduler and kubelets (:mod:`federation.sim.workload`) and the service load-balancer
+controller with its regional addresses (:mod:`federation.sim.loadbalancers`), each on its own work
+queue fed by watches on the storage. The controllers write through a
+:class:`~federation.apimachinery.Registry` of their own over the same storage, so their creates and
+deletes get the same object semantics (system metadata, defaults, finalizers) as a client's.
 
 Like a fresh GKE cluster it starts with the namespaces ``default``, ``kube-system``, ``kube-public`` and
 ``kube-node-lease``, the ``kubernetes`` Service in ``default``, and its nodes.
@@ -21,38 +24,34 @@ import contextlib
 import logging
 import secrets
 import ssl
-import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from uvicorn.lifespan.on import LifespanOn
 
+from federation.apimachinery import (
+    NAMESPACES,
+    AlreadyExists,
+    Registry,
+    ResourceType,
+    SchemaSet,
+    WriteOptions,
+    build_app,
+)
 from federation.apimachinery.auth import Principal, static_token_authenticator
-from federation.apimachinery.errors import AlreadyExists
 from federation.apimachinery.events import EventRecorder
-from federation.apimachinery.kinds import NAMESPACES, REPLICASETS
 from federation.apimachinery.kubeconfig import KubeContext
 from federation.apimachinery.memory import MemoryStorage
-from federation.apimachinery.objects import now_rfc3339
 from federation.apimachinery.queueing import WorkQueue, feed
-from federation.apimachinery.resources import ResourceType
-from federation.apimachinery.schema import SchemaSet
-from federation.apimachinery.server import build_app
 from federation.apimachinery.storage import WatchEvent
-from federation.sim.addresses import LoadBalancers, ServiceKey
 from federation.sim.faults import Fault, FaultInjector, FaultState, status_error
-from federation.sim.kinds import NODES, PODS, ClusterNetwork, cluster_scheme
+from federation.sim.kinds import cluster_scheme
 from federation.sim.listening import Listener, server_config
-from federation.sim.workload import (
-    KUBELET_VERSION,
-    NODEPOOL,
-    SCHEDULE,
-    Key,
-    Topology,
-    Workload,
-    WorkloadSettings,
-)
+from federation.sim.loadbalancers import LoadBalancers, ServiceKey
+from federation.sim.network import ClusterNetwork, Topology
+from federation.sim.nodepool import KUBELET_VERSION
+from federation.sim.workload import Workload, WorkloadSettings
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +131,9 @@ class SimulatedCluster:
         self.services: ResourceType = services
         self.faults = FaultState()
         self.recorder = EventRecorder(self.storage, host=f"{spec.name}-control-plane")
+        self.registry = Registry(self.scheme, self.storage, schemas)
         self.workload = Workload(
-            self.storage,
+            self.registry,
             topology=self.topology,
             settings=WorkloadSettings(pods_per_node=spec.pods_per_node, start_delay=spec.start_delay),
             node_count=spec.nodes,
@@ -160,11 +160,8 @@ class SimulatedCluster:
         self._config = config
         self._lifespan = LifespanOn(config)
         self.listener = Listener(config, tls=tls, app_state=self._lifespan.state)
-        self._workload_queue: WorkQueue[Key] = WorkQueue(
-            self.workload.reconcile, name=f"{spec.name}/workload"
-        )
         self._service_queue: WorkQueue[ServiceKey] = WorkQueue(
-            self.load_balancers.reconcile, name=f"{spec.name}/services"
+            self.load_balancers.reconcile, name=f"{spec.name}/loadbalancers"
         )
         self._tasks = _Tasks()
         self.started = False
@@ -193,9 +190,11 @@ class SimulatedCluster:
 
     async def stop(self) -> None:
         """End everything this cluster started; its objects are dropped with it."""
-        self._workload_queue.close()
         self._service_queue.close()
         await self._tasks.stop()
+        for task_name, error in await self.workload.stop():
+            log.error("task %s ended with %r", task_name, error)
+        await self.registry.close()
         self.faults.close()
         await self.listener.close()
         await self.load_balancers.close()
@@ -205,70 +204,31 @@ class SimulatedCluster:
         self.started = False
 
     async def _bootstrap(self) -> None:
-        now = now_rfc3339()
+        """What a fresh cluster holds, created through the registry as its API server's own
+        bootstrap does (uid, creation time, defaults, the ClusterIP allocated by the strategy)."""
         for name in SYSTEM_NAMESPACES:
-            ns = {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": name,
-                    "uid": str(uuid.uuid4()),
-                    "creationTimestamp": now,
-                    "labels": {"kubernetes.io/metadata.name": name},
-                },
-                "spec": {"finalizers": ["kubernetes"]},
-                "status": {"phase": "Active"},
-            }
             with contextlib.suppress(AlreadyExists):
-                await self.storage.create(NAMESPACES, ns)
+                await self.registry.create(NAMESPACES, "", {"metadata": {"name": name}}, WriteOptions())
+        # The first address of the service range is the kubernetes Service's, as in Kubernetes.
         ip = str(self.network.service_cidr.network_address + 1)
-        self.network.allocate_ip(ip, owner="kubernetes")
         svc = {
-            "apiVersion": "v1",
-            "kind": "Service",
             "metadata": {
                 "name": "kubernetes",
-                "namespace": "default",
-                "uid": str(uuid.uuid4()),
-                "creationTimestamp": now,
                 "labels": {"component": "apiserver", "provider": "kubernetes"},
             },
             "spec": {
                 "type": "ClusterIP",
                 "clusterIP": ip,
-                "clusterIPs": [ip],
                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}],
-                "sessionAffinity": "None",
-                "ipFamilies": ["IPv4"],
-                "ipFamilyPolicy": "SingleStack",
-                "internalTrafficPolicy": "Cluster",
             },
-            "status": {"loadBalancer": {}},
         }
         with contextlib.suppress(AlreadyExists):
-            await self.storage.create(self.services, svc)
+            await self.registry.create(self.services, "default", svc, WriteOptions())
 
     def _start_controllers(self) -> None:
-        wq, sq, wl, lb = self._workload_queue, self._service_queue, self.workload, self.load_balancers
-
-        async def schedule_keys() -> list[Key]:
-            return [SCHEDULE]
-
-        async def node_keys() -> list[Key]:
-            return [NODEPOOL, SCHEDULE]
-
-        self._tasks.start(wq.run(), f"{self.name}/workload")
-        self._tasks.start(sq.run(), f"{self.name}/services")
-        self._tasks.start(
-            feed(self.storage, NODES, wq, wl.keys_for_node, node_keys), f"{self.name}/watch-nodes"
-        )
-        self._tasks.start(
-            feed(self.storage, PODS, wq, wl.keys_for_pod, schedule_keys), f"{self.name}/watch-pods"
-        )
-        self._tasks.start(
-            feed(self.storage, REPLICASETS, wq, wl.keys_for_replicaset, wl.all_replicaset_keys),
-            f"{self.name}/watch-replicasets",
-        )
+        sq, lb = self._service_queue, self.load_balancers
+        self.workload.start()
+        self._tasks.start(sq.run(), f"{self.name}/loadbalancers")
         self._tasks.start(
             feed(self.storage, self.services, sq, _service_keys, lb.all_keys), f"{self.name}/watch-services"
         )
@@ -292,7 +252,6 @@ class SimulatedCluster:
 
     async def set_nodes(self, count: int) -> None:
         self.workload.set_node_count(count)
-        self._workload_queue.add(NODEPOOL)
 
     def describe(self) -> dict[str, Any]:
         return {

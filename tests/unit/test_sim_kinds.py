@@ -10,16 +10,10 @@ from federation.apimachinery.errors import ApiError
 from federation.apimachinery.kinds import pull_policy
 from federation.apimachinery.resources import Obj
 from federation.apimachinery.tables import columns_of
-from federation.sim.kinds import (
-    REPAIR_GRACE_SECONDS,
-    ClusterNetwork,
-    PodStrategy,
-    ServiceStrategy,
-    cluster_scheme,
-    pod_status_reason,
-    service_external_ip,
-    service_ports_cell,
-)
+from federation.sim.kinds import cluster_scheme
+from federation.sim.network import REPAIR_GRACE_SECONDS, ClusterNetwork
+from federation.sim.pods import PodStrategy, pod_status_reason
+from federation.sim.services import ServiceStrategy, service_external_ip, service_ports_cell
 
 
 class Clock:

@@ -1,7 +1,9 @@
-"""The simulated ReplicaSet controller, scheduler and kubelets, straight over a MemoryStorage (no HTTP).
+"""The simulated node pool, ReplicaSet controller, scheduler and kubelets, straight over a
+MemoryStorage (no HTTP).
 
-Each test runs its own event loop (``asyncio.run``) with the controllers of one cluster fed by watches,
-as :class:`federation.sim.cluster.SimulatedCluster` runs them.
+Each test runs its own event loop (``asyncio.run``) with the controllers of one cluster, each on its
+queue fed by watches, as :class:`federation.sim.cluster.SimulatedCluster` runs them
+(:class:`federation.sim.workload.Workload`).
 """
 
 from __future__ import annotations
@@ -14,33 +16,33 @@ from typing import Any
 
 import pytest
 
+from federation.apimachinery import Registry, SchemaSet
 from federation.apimachinery.errors import ApiError
 from federation.apimachinery.events import EventRecorder
 from federation.apimachinery.kinds import EVENTS, NAMESPACES, REPLICASETS
 from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.objects import meta
-from federation.apimachinery.queueing import Result, WorkQueue, feed
+from federation.apimachinery.queueing import Result, WorkQueue
 from federation.apimachinery.resources import Obj
-from federation.sim.kinds import NODES, PODS
-from federation.sim.workload import (
-    NODEPOOL,
-    SCHEDULE,
-    Key,
-    Topology,
-    Workload,
-    WorkloadSettings,
-    _deletion_order,
-    _pod_available,
-)
+from federation.sim.kinds import cluster_scheme
+from federation.sim.network import ClusterNetwork, Topology
+from federation.sim.nodepool import NODEPOOL
+from federation.sim.nodes import NODES
+from federation.sim.pods import PODS
+from federation.sim.replicasets import deletion_order as _deletion_order
+from federation.sim.replicasets import pod_available as _pod_available
+from federation.sim.workload import Workload, WorkloadSettings
 
 NS = "shop"
+SCHEMAS = SchemaSet()
+"""One per module, as one per server: each schema is compiled once."""
 
 
 class Harness:
-    def __init__(self, storage: MemoryStorage, workload: Workload, queue: WorkQueue[Key]) -> None:
+    def __init__(self, storage: MemoryStorage, workload: Workload) -> None:
         self.storage = storage
         self.workload = workload
-        self.queue = queue
+        self.queue = workload.node_queue
 
     async def until(self, check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
         deadline = asyncio.get_running_loop().time() + within
@@ -64,7 +66,7 @@ class Harness:
 
     async def ready(self, want: int, name: str = "web") -> bool:
         status = (await self.rs(name)).get("status") or {}
-        return status.get("readyReplicas", 0) == want
+        return bool(status.get("readyReplicas", 0) == want)
 
     async def scale(self, replicas: int, name: str = "web") -> None:
         rs = await self.rs(name)
@@ -100,38 +102,21 @@ async def cluster(
 ) -> AsyncIterator[Harness]:
     storage = MemoryStorage()
     await storage.create(NAMESPACES, {"metadata": {"name": NS, "uid": "ns"}, "status": {"phase": "Active"}})
+    network = ClusterNetwork("10.128.0.0/16")
     workload = Workload(
-        storage,
+        Registry(cluster_scheme(network), storage, SCHEMAS),
         topology=Topology("us-east1", "us-east1"),
         settings=WorkloadSettings(pods_per_node=pods_per_node, start_delay=start_delay),
         node_count=nodes,
         recorder=EventRecorder(storage, host="test"),
     )
-    queue: WorkQueue[Key] = WorkQueue(workload.reconcile, name="test")
-
-    async def schedule() -> list[Key]:
-        return [SCHEDULE]
-
-    async def pool() -> list[Key]:
-        return [NODEPOOL, SCHEDULE]
-
-    tasks = [
-        asyncio.create_task(queue.run()),
-        asyncio.create_task(feed(storage, PODS, queue, workload.keys_for_pod, schedule)),
-        asyncio.create_task(
-            feed(storage, REPLICASETS, queue, workload.keys_for_replicaset, workload.all_replicaset_keys)
-        ),
-        asyncio.create_task(feed(storage, NODES, queue, workload.keys_for_node, pool)),
-    ]
-    harness = Harness(storage, workload, queue)
+    workload.start()
+    harness = Harness(storage, workload)
     try:
         await harness.until(lambda: _count(storage, NODES, None, nodes))
         yield harness
     finally:
-        queue.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        assert await workload.stop() == []
         storage.cache.close()
 
 
@@ -367,9 +352,9 @@ def test_nothing_is_created_in_a_terminating_namespace() -> None:
             meta(ns)["deletionTimestamp"] = "2025-01-01T00:00:00Z"
             await h.storage.update(NAMESPACES, ns)
             await h.storage.create(REPLICASETS, replicaset(replicas=2))
-            await h.queue.wait_idle()
+            await h.workload.wait_idle()
             await asyncio.sleep(0.05)
-            await h.queue.wait_idle()
+            await h.workload.wait_idle()
             assert await h.pods() == []
             assert (await h.storage.list(EVENTS, None)).items == []
 
@@ -379,7 +364,7 @@ def test_nothing_is_created_in_a_terminating_namespace() -> None:
 def test_reconcile_of_a_missing_replicaset_is_done() -> None:
     async def scenario() -> None:
         async with cluster() as h:
-            result = await h.workload.reconcile(Key("replicaset", NS, "absent"))
+            result = await h.workload.replicasets.reconcile((NS, "absent"))
             assert result.requeue_after is None
 
     run(scenario())

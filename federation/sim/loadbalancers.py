@@ -1,4 +1,4 @@
-"""Regional addresses: what a cloud load balancer gives a Service of type LoadBalancer.
+"""The service load-balancer controller: the regional address a cloud gives a LoadBalancer Service.
 
 For every Service of type LoadBalancer, the simulated cluster's service controller opens a loopback
 HTTP port of its own and writes it into the Service's status, as GKE writes the address of the
@@ -24,6 +24,11 @@ in turn; and ``503`` with a JSON ``error`` while none does. It shares its cluste
 connections while the cluster is down, never answers while it is black-holed, answers with the error
 code or after the latency otherwise. The port stays the same across outages; it is released when the
 Service is deleted or stops being of type LoadBalancer (whose ingress is then cleared).
+
+Each Service is one key (namespace, name) of this controller's queue. Its one write changes
+``status.loadBalancer`` only, straight to the storage and conditional on the version read: that is
+what Kubernetes' service controller writes through ``/status``, and all the registry would add is
+decoding the whole Service again.
 """
 
 from __future__ import annotations
@@ -33,14 +38,14 @@ from typing import Any
 
 from federation.apimachinery.errors import NotFound
 from federation.apimachinery.events import EventRecorder
-from federation.apimachinery.objects import copy_json, labels_of, meta, name_of, namespace_of
+from federation.apimachinery.objects import copy_json, labels_of, meta, name_of, namespace_of, rv_of
 from federation.apimachinery.queueing import Result
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import Storage, WatchEvent
 from federation.sim.faults import FaultInjector, FaultState, Message, Receive, Scope, Send, text_error
-from federation.sim.kinds import PODS, ClusterNetwork
 from federation.sim.listening import HOST, Listener, server_config
-from federation.sim.workload import pod_ready
+from federation.sim.network import ClusterNetwork
+from federation.sim.pods import PODS, pod_ready
 
 ServiceKey = tuple[str, str]
 """(namespace, name) of a Service."""
@@ -148,7 +153,7 @@ class LoadBalancers:
         status: dict[str, Any] = current if isinstance(current, dict) else {}
         status["loadBalancer"] = {"ingress": ingress} if ingress else {}
         updated["status"] = status
-        await self.storage.update(self.services, updated, precondition_rv=int(meta(svc)["resourceVersion"]))
+        await self.storage.update(self.services, updated, precondition_rv=rv_of(svc))
 
     async def _release(self, key: ServiceKey) -> None:
         listener = self._listeners.pop(key, None)
