@@ -130,6 +130,7 @@ class NamespaceLifecycle:
         page = await self.storage.list(NAMESPACES, None)
         for ns in page.items:
             if meta(ns).get("deletionTimestamp"):
+                log.info("resuming the termination of namespace %s", meta(ns)["name"])
                 self._schedule(ns, delay=0)
 
     async def close(self) -> None:

@@ -125,6 +125,19 @@ def test_editor_cannot_delete_federation_system_through_deletecollection(editor:
     assert gone.status_code == 403, f"{gone.status_code}: {gone.text}"
 
 
+def test_nobody_deletes_federation_system_nor_default(admin: httpx.Client) -> None:
+    """The federation's own rule (its policy) and Kubernetes' (the machinery's), for admins too."""
+    for name in (SYSTEM, "default"):
+        for params in ({"dryRun": "All"}, {}):
+            refused = admin.delete(f"/api/v1/namespaces/{name}", params=params)
+            assert refused.status_code == 403, refused.text
+            message = refused.json()["message"]
+            assert message == f'namespaces "{name}" is forbidden: this namespace may not be deleted'
+        current = admin.get(f"/api/v1/namespaces/{name}")
+        assert current.status_code == 200
+        assert "deletionTimestamp" not in current.json()["metadata"]
+
+
 # ------------------------------------------------------------------------ secrecy: viewer reads
 
 

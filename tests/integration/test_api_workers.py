@@ -2,6 +2,8 @@
 
 * Workers that start together on one database (each runs the app's start-up: initial namespaces,
   resuming namespace terminations) all start, and the result is as if one had.
+* Of a server's workers, one resumes the namespace terminations a previous server left, so each runs
+  once per server; a worker started again after an exit resumes them too.
 * A supervisor whose workers keep ending gives up with one error line instead of looping.
 """
 
@@ -9,18 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 
 from federation.api.app import INITIAL_NAMESPACES, create_app
-from federation.apis import CLUSTER_SCHEMAS, FEDERATION_KINDS
+from federation.api.runtime import Listener, Paths, Worker, worker_spec
 from federation.api.workers import RESTART_LIMIT
 from federation.apimachinery import NAMESPACES, ApiError, Registry, SchemaSet, Scheme, WriteOptions
 from federation.apimachinery.kinds import SECRETS
+from federation.apis import CLUSTER_SCHEMAS, FEDERATION_KINDS
+from federation.settings import SecuritySettings, ServerSettings
 from federation.store import PostgresStorage, TokenStore, make_engine
 from federation.store.sealing import Sealer
 from tests.conftest import MakeDatabase
@@ -70,6 +77,65 @@ async def test_workers_starting_together_on_one_database(make_database: MakeData
         await own.dispose()
 
 
+def _workers(url: str, tmp_path: Path, count: int) -> list[Worker]:
+    """The specs the supervisor of ``count`` workers starts them with."""
+    sock = socket.socket()
+    sock.close()  # nothing is served: only the specs matter
+    listener = Listener(sock, "http", "127.0.0.1", 0, tls_files=None, ca_pem=None)
+    base = Worker(url, Paths(tmp_path), ServerSettings(workers=count), SecuritySettings(), listener)
+    return [worker_spec(base, slot, restarted=False) for slot in range(1, count + 1)]
+
+
+def test_one_worker_of_a_server_resumes_terminations(tmp_path: Path) -> None:
+    workers = _workers("postgresql://unused", tmp_path, WORKERS)
+    assert [w.resumes_terminations for w in workers] == [True] + [False] * (WORKERS - 1)
+    # A worker started again may find terminations its predecessor began: it resumes them too.
+    assert worker_spec(workers[-1], WORKERS, restarted=True).resumes_terminations
+
+
+@pytest.mark.anyio
+async def test_a_leftover_termination_runs_once_per_server(
+    make_database: MakeDatabase, sealer: Sealer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four workers start on a database with a namespace a previous server left Terminating: one
+    of them takes it up, and it is finished."""
+    url = make_database()
+    engine = make_engine(url, pool_size=2)
+    storage = PostgresStorage(engine, sealer)
+    registry = Registry(
+        Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=CLUSTER_SCHEMAS), termination_delay=3600
+    )
+    await storage.start()
+    await registry.create(NAMESPACES, "", {"metadata": {"name": "leftover"}}, WriteOptions())
+    await registry.create(SECRETS, "leftover", {"metadata": {"name": "s"}}, WriteOptions())
+    await registry.delete(NAMESPACES, "", "leftover")
+    await registry.close()
+
+    engines = [make_engine(url, pool_size=2) for _ in range(WORKERS)]
+    apps: list[FastAPI] = [
+        create_app(
+            storage=PostgresStorage(own, sealer),
+            tokens=TokenStore(own),
+            resume_terminations=spec.resumes_terminations,
+        )
+        for own, spec in zip(engines, _workers(url, tmp_path, WORKERS), strict=True)
+    ]
+    caplog.set_level(logging.INFO, logger="federation.apimachinery.namespaces")
+    async with contextlib.AsyncExitStack() as running:
+        await asyncio.gather(*(running.enter_async_context(app.router.lifespan_context(app)) for app in apps))
+        resumed = [
+            r for r in caplog.records if r.getMessage() == "resuming the termination of namespace leftover"
+        ]
+        assert len(resumed) == 1, [r.getMessage() for r in caplog.records]
+        deadline = time.monotonic() + 20
+        while await _exists(storage, "leftover"):
+            assert time.monotonic() < deadline, "the leftover namespace was not finished"
+            await asyncio.sleep(0.1)
+    await storage.close()
+    for own in [engine, *engines]:
+        await own.dispose()
+
+
 @pytest.mark.anyio
 async def test_a_late_termination_spares_a_namespace_recreated_under_the_same_name(
     make_database: MakeDatabase, sealer: Sealer
@@ -104,6 +170,23 @@ async def test_a_late_termination_spares_a_namespace_recreated_under_the_same_na
         await storage.close()
     for engine in engines:
         await engine.dispose()
+
+
+def test_each_worker_gets_the_spec_of_its_slot() -> None:
+    """The supervisor starts each worker with what ``per_worker`` makes of the spec for its slot,
+    and says when a worker is started again. Each worker prints its spec and ends."""
+    program = (
+        "from federation.api.workers import Supervisor\n"
+        "Supervisor(print, 'worker', count=2,"
+        ' per_worker=lambda spec, slot, again: f\'{spec} {slot} {"again" if again else "first"}\').run()'
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert sorted(line for line in lines if line.endswith(" first")) == ["worker 1 first", "worker 2 first"]
+    again = [line for line in lines if line.endswith(" again")]
+    assert again, lines  # more exits than slots: some were started again
+    assert set(again) <= {"worker 1 again", "worker 2 again"}
 
 
 def test_workers_that_keep_ending_stop_the_supervisor() -> None:
