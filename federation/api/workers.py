@@ -52,7 +52,7 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from federation import metrics
 
@@ -65,8 +65,14 @@ STOP_GRACE_SECONDS = 15.0
 """How long a worker may take to stop: uvicorn's graceful shutdown (5 s) plus closing its storage."""
 
 Spec = TypeVar("Spec")
-PerWorker = Callable[[Spec, int, bool], Spec]
-"""The spec of the worker in a slot (1..count), started for the first time or again after an exit."""
+
+
+class PerWorker(Protocol[Spec]):
+    """The spec of the worker in ``slot`` (1..count), started for the first time or, ``restarted``,
+    again after an exit."""
+
+    def __call__(self, spec: Spec, slot: int, /, *, restarted: bool) -> Spec: ...
+
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -181,7 +187,9 @@ class Supervisor(Generic[Spec]):
                 signal.signal(sig, handler)
 
     def _start(self, slot: int, *, restarted: bool) -> None:
-        spec = self._spec if self._per_worker is None else self._per_worker(self._spec, slot, restarted)
+        spec = self._spec
+        if self._per_worker is not None:
+            spec = self._per_worker(spec, slot, restarted=restarted)
         process = _SPAWN.Process(
             target=_worker_main,
             args=(self._target, spec),

@@ -25,6 +25,7 @@ ROLES: tuple[Role, ...] = ("viewer", "editor", "admin")
 
 READ_VERBS = frozenset({"get", "list", "watch"})
 
+
 @dataclass(frozen=True)
 class Principal:
     name: str

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServerOptions:
+    """What ``build_app`` was told: names, whether ``/metrics`` is open, watch timing."""
+
     title: str
     version: dict[str, str]
     metrics_open: bool = False
@@ -62,6 +64,8 @@ class ServerOptions:
 
 
 class ApiServer:
+    """The resource paths of one server: its scheme, storage, registry, authenticator and policy."""
+
     def __init__(
         self,
         scheme: Scheme,
