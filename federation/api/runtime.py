@@ -32,7 +32,14 @@ import uvicorn
 
 from federation.api.app import create_app
 from federation.api.workers import Supervisor
-from federation.apimachinery import Kubeconfig, KubeContext, ensure_ca_and_serving_cert, write_kubeconfig
+from federation.apimachinery import (
+    Kubeconfig,
+    KubeContext,
+    bind_tcp,
+    ensure_ca_and_serving_cert,
+    write_atomically,
+    write_kubeconfig,
+)
 from federation.settings import DatabaseSettings, SecuritySettings, ServerSettings
 from federation.store import (
     EmbeddedPostgres,
@@ -110,9 +117,7 @@ async def ensure_admin_token(tokens: TokenStore, paths: Paths) -> str:
         if await tokens.authenticate(token) is not None:
             return token
     token = await tokens.create(f"admin-{os.urandom(3).hex()}", "admin")
-    fd = os.open(paths.admin_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
+    write_atomically(paths.admin_token, token + "\n", mode=0o600)
     return token
 
 
@@ -144,12 +149,7 @@ class GracefulServer(uvicorn.Server):
 
 
 def bind(address: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it, and without
-    # it Nagle holds the second write of each response until the client's delayed ACK (~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((address, port))
+    sock = bind_tcp(address, port)
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from federation.apimachinery.events import EventRecorder
+    from federation.apimachinery.files import write_atomically
     from federation.apimachinery.informers import (
         Handlers,
         Informer,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from federation.apimachinery.resources import Column, Obj, ResourceType, Scheme, Strategy
     from federation.apimachinery.schema import SchemaSet
     from federation.apimachinery.server import build_app
+    from federation.apimachinery.sockets import bind_tcp
     from federation.apimachinery.storage import ListPage, Storage, WatchEvent
     from federation.apimachinery.watchcache import Change, WatchCache
 
@@ -86,6 +88,7 @@ _WHERE = {
     ),
     "events": ("EventRecorder",),
     "exports": ("lazy_exports",),
+    "files": ("write_atomically",),
     "informers": ("Handlers", "Informer", "Listing", "Source", "StorageSource"),
     "kinds": ("CORE_KINDS", "EVENTS", "NAMESPACES", "REPLICASETS", "SECRETS"),
     "kubeconfig": ("KubeContext", "Kubeconfig", "write_kubeconfig"),
@@ -97,6 +100,7 @@ _WHERE = {
     "resources": ("Column", "Obj", "ResourceType", "Scheme", "Strategy"),
     "schema": ("SchemaSet",),
     "server": ("build_app",),
+    "sockets": ("bind_tcp",),
     "storage": ("ListPage", "Storage", "WatchEvent"),
     "watchcache": ("Change", "WatchCache"),
 }
@@ -156,6 +160,7 @@ __all__ = [
     "WorkQueue",
     "WriteOptions",
     "authorize",
+    "bind_tcp",
     "build_app",
     "copy_json",
     "ensure_ca_and_serving_cert",
@@ -163,6 +168,7 @@ __all__ = [
     "lazy_exports",
     "meta",
     "now_rfc3339",
+    "write_atomically",
     "write_kubeconfig",
 ]
 

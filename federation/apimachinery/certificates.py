@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import ssl
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from federation.apimachinery.files import write_atomically
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVING_VALIDITY = dt.timedelta(days=365)
@@ -191,24 +192,10 @@ def server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     with tempfile.TemporaryDirectory(prefix="federation-tls-") as tmp:
         cert_path = Path(tmp) / "tls.crt"
         key_path = Path(tmp) / "tls.key"
-        _write_private(cert_path, cert_pem, mode=0o600)
-        _write_private(key_path, key_pem, mode=0o600)
+        write_atomically(cert_path, cert_pem, mode=0o600)
+        write_atomically(key_path, key_pem, mode=0o600)
         ctx.load_cert_chain(str(cert_path), str(key_path))
     return ctx
-
-
-def _write_private(path: Path, data: bytes, *, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode`` from the first byte on."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _load_cert(path: Path) -> x509.Certificate | None:
@@ -267,8 +254,8 @@ def ensure_ca_and_serving_cert(
     ca_cert, ca_key = _load_cert(ca_path), _load_key(ca_key_path)
     if ca_cert is None or ca_key is None or not _fresh(ca_cert) or not _same_key(ca_cert, ca_key):
         ca_cert, ca_key = _make_ca(common_name)
-        _write_private(ca_key_path, _key_pem(ca_key), mode=0o600)
-        _write_private(ca_path, _cert_pem(ca_cert), mode=0o644)
+        write_atomically(ca_key_path, _key_pem(ca_key), mode=0o600)
+        write_atomically(ca_path, _cert_pem(ca_cert), mode=0o644)
         cert_path.unlink(missing_ok=True)
 
     cert, key = _load_cert(cert_path), _load_key(key_path)
@@ -282,6 +269,6 @@ def ensure_ca_and_serving_cert(
     )
     if not valid:
         new_cert, new_key = _make_serving(ca_cert, ca_key, hosts)
-        _write_private(key_path, _key_pem(new_key), mode=0o600)
-        _write_private(cert_path, _cert_pem(new_cert), mode=0o644)
+        write_atomically(key_path, _key_pem(new_key), mode=0o600)
+        write_atomically(cert_path, _cert_pem(new_cert), mode=0o644)
     return ServingCert(ca_path, cert_path, key_path, _cert_pem(ca_cert))

@@ -14,12 +14,13 @@ to its cluster and user and accepts CA files and token files as kubectl does.
 from __future__ import annotations
 
 import base64
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from federation.apimachinery.files import write_atomically
 
 
 class KubeconfigError(ValueError):
@@ -100,16 +101,7 @@ def write_kubeconfig(path: Path, config: Kubeconfig) -> None:
         raise KubeconfigError(f"current context {config.current_context!r} is not one of the contexts")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(render_kubeconfig(config), sort_keys=False, default_flow_style=False)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, text, mode=0o600)
 
 
 def _named(doc: dict[str, Any], key: str, inner: str) -> dict[str, dict[str, Any]]:

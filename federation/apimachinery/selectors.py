@@ -26,13 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from federation.apimachinery.errors import ApiError, bad_request
+from federation.apimachinery.validation import DNS1123_SUBDOMAIN, LABEL_VALUE, QUALIFIED_NAME
 
 Operator = Literal["=", "!=", "in", "notin", "exists", "!", "gt", "lt"]
 """Requirement operators, spelled as Kubernetes' ``selection.Operator`` (``==`` folds into ``=``)."""
 
-_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _INT_RE = re.compile(r"^[-+]?[0-9]+$")
 
 _NAME_MSG = (
@@ -55,7 +53,7 @@ def label_key_error(key: str) -> str | None:
             return "prefix part must be non-empty"
         if len(prefix) > 253:
             return "prefix part must be no more than 253 characters"
-        if not _DNS1123_SUBDOMAIN_RE.match(prefix):
+        if not DNS1123_SUBDOMAIN.match(prefix):
             return (
                 "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
                 "characters, '-' or '.', and must start and end with an alphanumeric character"
@@ -69,7 +67,7 @@ def label_key_error(key: str) -> str | None:
         return "name part must be non-empty"
     if len(name) > 63:
         return "name part must be no more than 63 characters"
-    if not _NAME_RE.match(name):
+    if not QUALIFIED_NAME.match(name):
         return _NAME_MSG
     return None
 
@@ -78,7 +76,7 @@ def label_value_error(value: str) -> str | None:
     """Why ``value`` is not a valid label value, or None when it is."""
     if len(value) > 63:
         return "must be no more than 63 characters"
-    if not _VALUE_RE.match(value):
+    if not LABEL_VALUE.match(value):
         return _VALUE_MSG
     return None
 

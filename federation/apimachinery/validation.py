@@ -14,18 +14,21 @@ from typing import Any
 
 from federation.apimachinery.errors import Cause
 
+# Kubernetes' patterns (k8s.io/apimachinery/pkg/util/validation), the one copy: selectors use them too.
+# ``\Z``, not ``$``: Python's ``$`` also matches before a final newline, Go's does not.
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
-_DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS1123_LABEL = re.compile(rf"^{_LABEL}\Z")
+DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*\Z")
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
+"""The name part of a qualified name (a label or annotation key without its prefix)."""
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 TOTAL_ANNOTATION_LIMIT = 256 * 1024
 
 
 def dns1123_label(value: str, field: str) -> list[Cause]:
     if len(value) > 63:
         return [Cause(field, f'Invalid value: "{value}": must be no more than 63 characters')]
-    if not _DNS1123_LABEL.match(value):
+    if not DNS1123_LABEL.match(value):
         return [
             Cause(
                 field,
@@ -39,7 +42,7 @@ def dns1123_label(value: str, field: str) -> list[Cause]:
 def dns1123_subdomain(value: str, field: str) -> list[Cause]:
     if len(value) > 253:
         return [Cause(field, f'Invalid value: "{value}": must be no more than 253 characters')]
-    if not _DNS1123_SUBDOMAIN.match(value):
+    if not DNS1123_SUBDOMAIN.match(value):
         return [
             Cause(
                 field,
@@ -59,7 +62,7 @@ def qualified_name(key: str, field: str) -> list[Cause]:
             causes.append(Cause(field, f'Invalid value: "{key}": prefix part must be non-empty'))
         else:
             causes += dns1123_subdomain(prefix, field)
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if not name or len(name) > 63 or not QUALIFIED_NAME.match(name):
         causes.append(
             Cause(
                 field,
@@ -79,7 +82,7 @@ def check_labels(value: Any, field: str) -> list[Cause]:
     causes: list[Cause] = []
     for k, v in value.items():
         causes += qualified_name(str(k), field)
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
+        if not isinstance(v, str) or len(v) > 63 or not LABEL_VALUE.match(v):
             causes.append(
                 Cause(
                     f"{field}",

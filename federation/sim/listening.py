@@ -29,6 +29,8 @@ from uvicorn import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from federation.apimachinery import bind_tcp
+
 HOST = "127.0.0.1"
 BACKLOG = 512
 _REBIND_ATTEMPTS = 100
@@ -36,17 +38,8 @@ _REBIND_PAUSE = 0.01
 
 
 def _reserve(port: int) -> socket.socket:
-    # IPPROTO_TCP explicitly: asyncio disables Nagle's algorithm (TCP_NODELAY) only on sockets whose
-    # ``proto`` says TCP, and accepted sockets inherit it. With proto 0, a response written in two parts
-    # waits for the client's delayed ACK: 40 ms per request on a busy keep-alive connection.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, port))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
+    sock = bind_tcp(HOST, port)
+    sock.setblocking(False)
     return sock
 
 

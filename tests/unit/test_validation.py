@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from federation.apimachinery import validation
+from federation.apimachinery.errors import Cause
 
 LABEL = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
@@ -74,3 +77,18 @@ def test_object_meta_reports_every_problem() -> None:
 )
 def test_qualified_label_keys(key: str, ok: bool) -> None:
     assert (validation.qualified_name(key, "metadata.labels") == []) is ok
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda: validation.dns1123_subdomain("web\n", "metadata.name"),
+        lambda: validation.dns1123_label("web\n", "metadata.name"),
+        lambda: validation.qualified_name("app\n", "metadata.labels"),
+        lambda: validation.check_labels({"app": "web\n"}, "metadata.labels"),
+    ],
+    ids=["subdomain", "label", "label-key", "label-value"],
+)
+def test_a_trailing_newline_is_refused_as_kubernetes_does(check: Callable[[], list[Cause]]) -> None:
+    """Python's ``$`` matches before a final newline; Go's, which Kubernetes uses, does not."""
+    assert check() != []
