@@ -5,24 +5,33 @@ sha256 hex digest, its name and its role (``viewer``, ``editor`` or ``admin``); 
 database cannot use what they read. ``authenticate`` is on every request's path, so it is one
 indexed lookup, it records ``last_used_at`` at most once a minute per token, and it remembers
 positive answers for ``cache_seconds`` (a token deleted through another process keeps working for at
-most that long; deleting through this store forgets it at once).
+most that long; deleting through this store forgets it at once). While the database is unreachable,
+``authenticate`` raises :class:`~federation.apimachinery.errors.Unavailable` (a 503 with Retry-After,
+as every storage call does), not whatever the driver raised; a pooled connection the server ended
+(a restart) costs one retry, not a failed request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import string
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from federation.apimachinery.auth import ROLES, Role
+from federation.apimachinery.errors import unavailable
 from federation.store.models import tokens
+
+_logger = logging.getLogger(__name__)
 
 PREFIX = "fed_"
 _ALPHABET = string.digits + string.ascii_letters
@@ -93,10 +102,7 @@ class TokenStore:
         if cached is not None and cached[0] > now:
             return cached[1]
         deletions = self._deletions
-        async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(_AUTHENTICATE, {"token_hash": digest, "touch_after": _TOUCH_AFTER})
-            ).first()
+        row = await self._look_up(digest)
         if row is None:
             self._cache.pop(digest, None)
             return None
@@ -105,6 +111,22 @@ class TokenStore:
         if self._cache_seconds > 0 and deletions == self._deletions:
             self._cache[digest] = (now + self._cache_seconds, info)
         return info
+
+    async def _look_up(self, digest: str) -> Row[Any] | None:
+        for attempt in (1, 2):
+            try:
+                async with self._engine.begin() as conn:
+                    params = {"token_hash": digest, "touch_after": _TOUCH_AFTER}
+                    return (await conn.execute(_AUTHENTICATE, params)).first()
+            except DBAPIError as exc:
+                if exc.connection_invalidated and attempt == 1:
+                    continue  # SQLAlchemy has dropped its pool's connections: one retry, on a new one
+                if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+                    # The driver's message can name the server; it goes to the log, not the client.
+                    _logger.warning("database unavailable: %s: %s", type(exc.orig).__name__, exc.orig)
+                    raise unavailable("the database is unavailable; retry shortly") from None
+                raise
+        raise AssertionError("unreachable")
 
     async def list(self) -> list[TokenInfo]:
         """Every token's name, role and times, by name (never the token or its hash)."""

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from federation.apimachinery.errors import ApiError
+from federation.apimachinery.errors import ApiError, Unavailable
 from federation.apimachinery.kinds import REPLICASETS, SECRETS
 from federation.apimachinery.objects import rv_of
 from federation.apimachinery.resources import Obj, ResourceType
@@ -280,3 +280,39 @@ async def test_concurrent_updates_with_one_version_have_one_winner(postgres: Mak
     assert len(winners) == 1
     assert all(isinstance(r, ApiError) and r.code == 409 for r in results if r not in winners)
     assert (await storage.get(REPLICASETS, ns, "web"))["spec"] == winners[0]["spec"]
+
+
+# -- 7. token authentication while the database is down is a 503, not a 500 ---------------------------
+
+
+async def test_token_authentication_while_the_database_is_down_is_unavailable(
+    database_url: str, postgres_server: Any
+) -> None:
+    app = f"rev-t-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(database_url + f"&application_name={app}", pool_size=2)
+    store = TokenStore(engine, cache_seconds=0)
+    token = await store.create(f"outage-{uuid.uuid4().hex[:8]}", "viewer")
+    assert await store.authenticate(token) is not None
+    database = database_name(database_url)
+    admin = await psycopg.AsyncConnection.connect(postgres_server.libpq_url("postgres"), autocommit=True)
+    try:
+        await admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(database))
+        )
+        try:
+            assert await terminate(postgres_server.libpq_url("postgres"), app) >= 1
+            with pytest.raises(Unavailable) as err:
+                await store.authenticate(token)
+            assert err.value.retry_after == 1
+            assert database not in err.value.message
+        finally:
+            await admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(database))
+            )
+        # Back: the first request after the outage is served (a dead pooled connection is retried).
+        assert await store.authenticate(token) is not None
+        assert await terminate(postgres_server.libpq_url("postgres"), app) >= 1  # a restart
+        assert await store.authenticate(token) is not None
+    finally:
+        await admin.close()
+        await engine.dispose()
