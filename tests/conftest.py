@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -36,6 +37,40 @@ from federation.store.postgres import PostgresStorage
 from federation.store.sealing import Sealer
 
 TEST_DATABASE_URL_ENV = "FEDERATION_TEST_DATABASE_URL"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """``tmp_path`` folders live under a base folder of this session's own (unless ``--basetemp``
+    names one), not under pytest's shared ``/tmp/pytest-of-<user>``.
+
+    Run as root, the embedded Postgres runs as another OS user (see ``federation.store.embedded``),
+    which must traverse every parent of its data dir, and a test's data dir is often under
+    ``tmp_path``. Each pytest session that starts on the machine takes group and other permissions
+    off ``/tmp/pytest-of-<user>``; from then on ``pg_ctl stop`` cannot reach the data dir, the stop
+    falls back to killing the server, and the next start in that dir fails. A folder made here is
+    touched by this session only. It is removed at the end of a passing run and kept (its path
+    printed) after a failure, for a look at what the tests left.
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="federation-pytest-")
+        config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is None or not own.exists():
+        return
+    if config.stash.get(_RUN_FAILED, True):
+        print(f"\ntemporary files of this run kept in {own}")
+    else:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+_RUN_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(scope="session")
@@ -167,3 +202,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         names = ", ".join(f"{p.pid} {' '.join(p.cmdline()[:3])}" for p in leaked)
         print(f"\nleaked processes: {names}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.config.stash[_RUN_FAILED] = session.exitstatus != pytest.ExitCode.OK

@@ -6,6 +6,9 @@ implicit:
 
 * ``stop()`` is explicit and idempotent (the package also stops the server from an ``atexit`` hook;
   after an explicit stop that hook is removed, so nothing runs twice).
+* ``start()`` waits until the server is ready, for up to a minute: through a server of the same data
+  dir still starting or shutting down (the package would fail on it), and past the 10 s the
+  package gives ``pg_ctl start``, which a loaded machine can exceed.
 * ``url()`` gives SQLAlchemy URLs (``postgresql+psycopg://``) and ``libpq_url()`` plain libpq ones
   for ``psql``/``pg_dump``; ``bin_dir`` is where those client programs (and ``pgbench``) live.
 
@@ -25,6 +28,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import subprocess
+import time
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +64,37 @@ def client_bin_dir() -> Path:
     return Path(_load_package()._commands.POSTGRES_BIN_PATH)
 
 
+START_TIMEOUT = 60.0
+"""How long :meth:`EmbeddedPostgres.start` waits for a ready server: ``pg_ctl``'s own default wait
+(``PGCTLTIMEOUT``). A start takes 0.1-2 s on an idle machine."""
+
+
+def _live_server_status(data_dir: Path) -> str | None:
+    """The status a live server of ``data_dir`` shows in its ``postmaster.pid`` (``starting``,
+    ``ready``, ``stopping``, ...); None when no server of ``data_dir`` is alive."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    if not lines or not lines[0].strip().isdigit():
+        return "starting"  # the server is writing the file
+    try:
+        os.kill(int(lines[0]), 0)
+    except ProcessLookupError:
+        return None  # a stale file: the package starts a new server
+    except PermissionError:
+        pass  # alive, as another user
+    return lines[7].strip() if len(lines) >= 8 else "starting"
+
+
+def _wait_until_settled(data_dir: Path, deadline: float) -> None:
+    """Wait while a server of ``data_dir`` is starting up or shutting down, until ``deadline``."""
+    while (status := _live_server_status(data_dir)) not in (None, "ready"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the embedded Postgres server in {data_dir} is still {status!r}")
+        time.sleep(0.05)
+
+
 class EmbeddedPostgres:
     """A running embedded Postgres server; make one with :meth:`start`."""
 
@@ -69,12 +106,28 @@ class EmbeddedPostgres:
         """Folder of the bundled client programs: ``psql``, ``pg_dump``, ``pgbench``, ..."""
 
     @classmethod
-    def start(cls, data_dir: Path) -> EmbeddedPostgres:
+    def start(cls, data_dir: Path, *, timeout: float = START_TIMEOUT) -> EmbeddedPostgres:
         """Initialise ``data_dir`` if it is new, start the server if it is not running, and wait
-        until it accepts connections. The parent of ``data_dir`` must exist."""
+        until it accepts connections, for at most ``timeout`` seconds. The parent of ``data_dir``
+        must exist."""
         package = _load_package()
         data_dir = Path(data_dir).expanduser().resolve()
-        server = package.get_server(data_dir, cleanup_mode="stop")
+        deadline = time.monotonic() + timeout
+        # The package adopts a server it finds alive in the data dir only when it is ready, and
+        # fails on one still starting or shutting down (just stopped by another holder, say).
+        _wait_until_settled(data_dir, deadline)
+        try:
+            server = package.get_server(data_dir, cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            # The package gives ``pg_ctl start`` 10 s, too little on a loaded machine, but the
+            # server it launched goes on starting. Drop the handle the package registered before it
+            # gave up, wait for that server to be ready, and take a handle on it as on any other.
+            half_made = package.PostgresServer._instances.pop(data_dir, None)
+            if half_made is not None:
+                atexit.unregister(half_made._cleanup)
+            _logger.info("embedded postgres in %s slow to start; waiting for it", data_dir)
+            _wait_until_settled(data_dir, deadline)
+            server = package.get_server(data_dir, cleanup_mode="stop")
         _logger.info("embedded postgres ready in %s", data_dir)
         return cls(server, data_dir, client_bin_dir())
 
