@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,11 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
         yield running
 
 
+WITHIN = 30.0
+"""How long a state the simulator reaches in well under a second may take on a loaded machine, where
+each kubectl call alone can take a second or two."""
+
+
 class Kubectl:
     def __init__(self, binary: Path, kubeconfig: Path, home: Path) -> None:
         self.binary = binary
@@ -44,14 +49,31 @@ class Kubectl:
         assert done.returncode == 0, f"kubectl {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    def until(self, *args: str, want: str, within: float = 15.0) -> str:
+    def until(self, *args: str, want: str, within: float = WITHIN) -> str:
+        """Run ``kubectl ARGS`` until it prints ``want``."""
+        return self.until_output(*args, check=lambda out: out.strip() == want, what=repr(want), within=within)
+
+    def until_output(
+        self, *args: str, check: Callable[[str], bool], what: str, within: float = WITHIN
+    ) -> str:
+        """Run ``kubectl ARGS`` until ``check`` accepts what it prints; that output."""
         deadline = time.monotonic() + within
         while True:
             out = self(*args)
-            if out.strip() == want or time.monotonic() > deadline:
-                assert out.strip() == want, f"kubectl {' '.join(args)}: {out!r} != {want!r}"
+            if check(out):
                 return out
+            assert time.monotonic() < deadline, f"kubectl {' '.join(args)}: {out!r}, waiting for {what}"
             time.sleep(0.1)
+
+
+def running_pods(count: int) -> Callable[[str], bool]:
+    """Whether a ``kubectl get pods`` table lists exactly ``count`` pods, all ready and Running."""
+
+    def check(out: str) -> bool:
+        rows = out.splitlines()[1:]
+        return len(rows) == count and all(row.split()[1:3] == ["1/1", "Running"] for row in rows)
+
+    return check
 
 
 def manifests(ns: str, *, replicas: int, image: str, port: int) -> str:
@@ -132,7 +154,10 @@ def test_kubectl_workflow(sim: Simulator, tmp_path: Path, which: str) -> None:
     assert labelled["spec"]["replicas"] == 4
     assert "replicaset.apps/web scaled" in kubectl("scale", "rs", "web", "-n", ns, "--replicas=5")
     kubectl.until("get", "rs", "web", "-n", ns, "-o", "jsonpath={.status.readyReplicas}", want="5")
-    pods = kubectl("get", "pods", "-n", ns, "-l", "app=web").splitlines()
+    # readyReplicas may still say 5 from before the edit to 4: wait for the pods themselves.
+    pods = kubectl.until_output(
+        "get", "pods", "-n", ns, "-l", "app=web", check=running_pods(5), what="5 running pods"
+    ).splitlines()
     assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert len(pods) == 6
     assert all(line.split()[1:3] == ["1/1", "Running"] for line in pods[1:])
