@@ -212,9 +212,14 @@ def test_slow_adds_latency_to_api_and_addresses(
     assert fetch(workload["address"])[0] == 200
     assert time.monotonic() - started >= 0.4
     sim.heal(SICK)
-    started = time.monotonic()
-    client.CoreV1Api(sick).list_namespace()
-    assert time.monotonic() - started < 0.4
+
+    def healed_call() -> float:
+        started = time.monotonic()
+        client.CoreV1Api(sick).list_namespace()
+        return time.monotonic() - started
+
+    # The quickest of three: one call can take longer than the latency on a loaded machine.
+    assert min(healed_call() for _ in range(3)) < 0.4
 
 
 def test_unknown_cluster_is_refused(sim: Simulator) -> None:
