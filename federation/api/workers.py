@@ -64,6 +64,10 @@ RESTART_WINDOW_SECONDS = 60.0
 STOP_GRACE_SECONDS = 15.0
 """How long a worker may take to stop: uvicorn's graceful shutdown (5 s) plus closing its storage."""
 
+ORPHAN_CHECK_SECONDS = 5.0
+"""How long a worker that finds no metrics directory at its start waits to learn that its parent
+has ended (the watcher learns it at once) before taking it for another error."""
+
 Spec = TypeVar("Spec")
 
 
@@ -79,8 +83,15 @@ _SPAWN = multiprocessing.get_context("spawn")
 
 def _worker_main(target: Callable[[Spec], None], spec: Spec) -> None:
     """The first thing a worker process runs (module level: spawn finds it by name)."""
-    metrics.report_all_workers()
     orphaned = _stop_with_parent()
+    try:
+        metrics.report_all_workers()
+    except ValueError:
+        # The metrics directory is gone: the parent was killed while this worker was starting,
+        # and the other workers, stopping, removed it. The watcher says so and stops this one.
+        if not orphaned.wait(ORPHAN_CHECK_SECONDS):
+            raise
+        return
     try:
         target(spec)
     finally:
