@@ -233,7 +233,7 @@ class Worker:
     process of a server does; see :func:`worker_spec`)."""
 
 
-def worker_spec(worker: Worker, slot: int, restarted: bool) -> Worker:
+def worker_spec(worker: Worker, slot: int, *, restarted: bool) -> Worker:
     """What the worker in ``slot`` (1..N) of a supervised server gets: the first one resumes the
     namespace terminations a previous server left, the others do not, so that each runs once per
     server. A worker started again after an exit resumes them too, whatever its slot: the one before
