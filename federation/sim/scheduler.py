@@ -18,8 +18,9 @@ than a kubelet would: the monotonic time each pod was bound, which drives the st
 Writes: binding sets ``spec.nodeName`` and the pod's status in one write conditional on the version
 read, straight to the storage, as Kubernetes' ``pods/binding`` subresource does; the kubelet's and
 the scheduler's other writes change ``status`` only, conditional on the version read, which is what
-``/status`` stores (the registry's /status path would decode the whole pod again, four times the
-cost of the write, on the busiest path of the simulator); deleting a pod goes through the registry,
+``/status`` stores (the registry's /status path would decode the whole pod again: 293 against 175 µs
+for a read and a status write of one pod, measured with both on one loaded machine, on the busiest
+path of the simulator); deleting a pod goes through the registry,
 so its finalizers hold.
 """
 
