@@ -27,6 +27,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -37,6 +39,14 @@ from federation.store.postgres import PostgresStorage
 from federation.store.sealing import Sealer
 
 TEST_DATABASE_URL_ENV = "FEDERATION_TEST_DATABASE_URL"
+
+# Property tests judge results, never speed: Hypothesis' default 200 ms deadline per example and its
+# too-slow health check fail a correct test on a loaded machine (each example's time then depends on
+# what else runs). A failure prints the blob that replays it (@reproduce_failure).
+hypothesis_settings.register_profile(
+    "federation", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+hypothesis_settings.load_profile("federation")
 
 
 @pytest.hookimpl(tryfirst=True)

