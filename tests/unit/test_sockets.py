@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -19,16 +20,31 @@ def test_binds_any_free_port_without_listening(address: str, family: socket.Addr
             pass
 
 
-def test_a_closed_port_with_a_connection_in_time_wait_is_bound_again() -> None:
-    with bind_tcp("127.0.0.1", 0) as first:
-        port = first.getsockname()[1]
-        first.listen(1)
-        client = socket.create_connection(("127.0.0.1", port), timeout=5)
-        accepted, _ = first.accept()
-        accepted.close()  # the server closes first: its side of the connection waits in TIME_WAIT
-        client.close()
-    with bind_tcp("127.0.0.1", port) as again:
-        assert again.getsockname()[1] == port
+def test_asyncio_serves_it_without_nagle_and_the_port_is_reusable_at_once() -> None:
+    """Accepted connections have TCP_NODELAY (no 40 ms wait for a delayed ACK); SO_REUSEADDR lets
+    a restarted server bind its port while old connections sit in TIME_WAIT."""
+
+    async def scenario() -> tuple[int, int]:
+        accepted: asyncio.Queue[int] = asyncio.Queue()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            accepted.put_nowait(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        sock = bind_tcp("127.0.0.1", 0)
+        reuse = sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        sock.listen(8)
+        server = await asyncio.start_server(on_connect, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+            nodelay = await asyncio.wait_for(accepted.get(), timeout=10)
+            writer.close()
+        return reuse, nodelay
+
+    reuse, nodelay = asyncio.run(scenario())
+    assert reuse != 0
+    assert nodelay != 0
 
 
 def test_a_port_in_use_is_refused() -> None:
