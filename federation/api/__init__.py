@@ -21,14 +21,19 @@ if TYPE_CHECKING:
     from federation.api.app import create_app
     from federation.api.runtime import Paths, database, run, run_up
 
-_HOMES = {
-    "create_app": "app",
-    "Paths": "runtime",
-    "database": "runtime",
-    "run": "runtime",
-    "run_up": "runtime",
+_WHERE = {
+    "app": ("create_app",),
+    "runtime": ("Paths", "database", "run", "run_up"),
 }
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = ["Paths", "create_app", "database", "run", "run_up"]
+__all__ = [
+    "Paths",
+    "create_app",
+    "database",
+    "run",
+    "run_up",
+]
 
-__getattr__ = lazy_exports(__name__, _HOMES)
+
+__getattr__ = lazy_exports(__name__, _MODULE_OF)

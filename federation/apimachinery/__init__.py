@@ -19,8 +19,9 @@ if TYPE_CHECKING:
         Principal,
         Role,
         authorize,
+        static_token_authenticator,
     )
-    from federation.apimachinery.certificates import ensure_ca_and_serving_cert
+    from federation.apimachinery.certificates import ensure_ca_and_serving_cert, generate_bundle
     from federation.apimachinery.errors import (
         AlreadyExists,
         ApiError,
@@ -36,20 +37,40 @@ if TYPE_CHECKING:
         TooManyRequests,
         Unauthorized,
         Unavailable,
+        invalid,
     )
-    from federation.apimachinery.events import EventRecorder
+    from federation.apimachinery.events import EventRecorder, namespace_alive
+    from federation.apimachinery.exports import lazy_exports
     from federation.apimachinery.files import write_atomically
-    from federation.apimachinery.informers import (
-        Handlers,
-        Informer,
-        Listing,
-        Source,
-        StorageSource,
+    from federation.apimachinery.informers import Handlers, Informer, Listing, Source, StorageSource
+    from federation.apimachinery.kinds import (
+        CORE_KINDS,
+        EVENTS,
+        NAMESPACES,
+        REPLICASETS,
+        SECRETS,
+        default_pod_template_spec,
     )
-    from federation.apimachinery.kinds import CORE_KINDS, EVENTS, NAMESPACES, REPLICASETS, SECRETS
-    from federation.apimachinery.kubeconfig import Kubeconfig, KubeContext, write_kubeconfig
+    from federation.apimachinery.kubeconfig import (
+        Kubeconfig,
+        KubeconfigError,
+        KubeContext,
+        read_kubeconfig,
+        write_kubeconfig,
+    )
     from federation.apimachinery.memory import MemoryStorage
-    from federation.apimachinery.objects import copy_json, meta, now_rfc3339
+    from federation.apimachinery.objects import (
+        copy_json,
+        dig,
+        labels_of,
+        meta,
+        name_of,
+        namespace_of,
+        new_uid,
+        now_rfc3339,
+        parse_rfc3339,
+        rv_of,
+    )
     from federation.apimachinery.policy import KUBERNETES_RULES_ONLY, Policy
     from federation.apimachinery.queueing import (
         PermanentError,
@@ -62,14 +83,16 @@ if TYPE_CHECKING:
     from federation.apimachinery.registry import Registry, WriteOptions
     from federation.apimachinery.resources import Column, Obj, ResourceType, Scheme, Strategy
     from federation.apimachinery.schema import SchemaSet
+    from federation.apimachinery.selectors import LabelSelector, label_selector_from_object
     from federation.apimachinery.server import build_app
     from federation.apimachinery.sockets import bind_tcp
     from federation.apimachinery.storage import ListPage, Storage, WatchEvent
+    from federation.apimachinery.tables import AGE
     from federation.apimachinery.watchcache import Change, WatchCache
 
 _WHERE = {
-    "auth": ("ROLES", "Authenticator", "Principal", "Role", "authorize"),
-    "certificates": ("ensure_ca_and_serving_cert",),
+    "auth": ("ROLES", "Authenticator", "Principal", "Role", "authorize", "static_token_authenticator"),
+    "certificates": ("ensure_ca_and_serving_cert", "generate_bundle"),
     "errors": (
         "AlreadyExists",
         "ApiError",
@@ -85,28 +108,43 @@ _WHERE = {
         "TooManyRequests",
         "Unauthorized",
         "Unavailable",
+        "invalid",
     ),
-    "events": ("EventRecorder",),
+    "events": ("EventRecorder", "namespace_alive"),
     "exports": ("lazy_exports",),
     "files": ("write_atomically",),
     "informers": ("Handlers", "Informer", "Listing", "Source", "StorageSource"),
-    "kinds": ("CORE_KINDS", "EVENTS", "NAMESPACES", "REPLICASETS", "SECRETS"),
-    "kubeconfig": ("KubeContext", "Kubeconfig", "write_kubeconfig"),
+    "kinds": ("CORE_KINDS", "EVENTS", "NAMESPACES", "REPLICASETS", "SECRETS", "default_pod_template_spec"),
+    "kubeconfig": ("KubeContext", "Kubeconfig", "KubeconfigError", "read_kubeconfig", "write_kubeconfig"),
     "memory": ("MemoryStorage",),
-    "objects": ("copy_json", "meta", "now_rfc3339"),
+    "objects": (
+        "copy_json",
+        "dig",
+        "labels_of",
+        "meta",
+        "name_of",
+        "namespace_of",
+        "new_uid",
+        "now_rfc3339",
+        "parse_rfc3339",
+        "rv_of",
+    ),
     "policy": ("KUBERNETES_RULES_ONLY", "Policy"),
     "queueing": ("PermanentError", "RateLimiter", "Result", "TemporaryError", "WorkQueue", "feed"),
     "registry": ("Registry", "WriteOptions"),
     "resources": ("Column", "Obj", "ResourceType", "Scheme", "Strategy"),
     "schema": ("SchemaSet",),
+    "selectors": ("LabelSelector", "label_selector_from_object"),
     "server": ("build_app",),
     "sockets": ("bind_tcp",),
     "storage": ("ListPage", "Storage", "WatchEvent"),
+    "tables": ("AGE",),
     "watchcache": ("Change", "WatchCache"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
+    "AGE",
     "CORE_KINDS",
     "EVENTS",
     "KUBERNETES_RULES_ONLY",
@@ -131,6 +169,8 @@ __all__ = [
     "Invalid",
     "KubeContext",
     "Kubeconfig",
+    "KubeconfigError",
+    "LabelSelector",
     "ListPage",
     "Listing",
     "MemoryStorage",
@@ -163,11 +203,25 @@ __all__ = [
     "bind_tcp",
     "build_app",
     "copy_json",
+    "default_pod_template_spec",
+    "dig",
     "ensure_ca_and_serving_cert",
     "feed",
+    "generate_bundle",
+    "invalid",
+    "label_selector_from_object",
+    "labels_of",
     "lazy_exports",
     "meta",
+    "name_of",
+    "namespace_alive",
+    "namespace_of",
+    "new_uid",
     "now_rfc3339",
+    "parse_rfc3339",
+    "read_kubeconfig",
+    "rv_of",
+    "static_token_authenticator",
     "write_atomically",
     "write_kubeconfig",
 ]

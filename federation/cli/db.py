@@ -29,7 +29,7 @@ def upgrade(
 
     Example: FEDERATION_DATABASE_URL=postgresql://fed@db/fed fedctl db upgrade
     """
-    from federation.api.runtime import Paths, database
+    from federation.api import Paths, database
     from federation.store import migrate
 
     settings = DatabaseSettings()
@@ -47,7 +47,7 @@ def downgrade(
 
     Example: fedctl db downgrade base --data-dir ./data
     """
-    from federation.api.runtime import Paths, database
+    from federation.api import Paths, database
     from federation.store import migrate
 
     settings = DatabaseSettings()
@@ -59,7 +59,7 @@ def downgrade(
 @app.command()
 def current(data_dir: DataDir = None) -> None:
     """Print the revision the database is at."""
-    from federation.api.runtime import Paths, database
+    from federation.api import Paths, database
     from federation.store import migrate
 
     settings = DatabaseSettings()

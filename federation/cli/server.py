@@ -38,7 +38,7 @@ def up(
 
 
 def _run(data_dir: Path | None, port: int | None, workers: int | None) -> None:
-    from federation.api.runtime import run_up
+    from federation.api import run_up
 
     try:
         run_up(data_dir=data_dir, port=port, workers=workers)

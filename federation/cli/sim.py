@@ -14,8 +14,7 @@ from typing import Annotated
 
 import typer
 
-from federation.sim.control import ControlClient, ControlError
-from federation.sim.faults import ERROR_CODES, FAULT_MODES, Fault
+from federation.sim import ERROR_CODES, FAULT_MODES, ControlClient, ControlError, Fault
 
 app = typer.Typer(
     help="Simulated member clusters that speak the Kubernetes API on loopback.", no_args_is_help=True
@@ -65,7 +64,7 @@ def up(
     Example: fedctl sim up --clusters us-central1,europe-west1,asia-east1 --kubeconfig ./sim.kubeconfig
     """
     # The server side is imported here, so the client commands start fast.
-    from federation.sim.simulator import (
+    from federation.sim import (
         SimulatorError,
         SimulatorRuntime,
         cluster_specs,

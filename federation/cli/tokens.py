@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from federation.apimachinery.auth import ROLES
+from federation.apimachinery import ROLES
 from federation.settings import DatabaseSettings
 
 app = typer.Typer(help="Create, list and delete API tokens.", no_args_is_help=True)
@@ -26,7 +26,7 @@ DataDir = Annotated[
 
 
 def _with_store(data_dir: Path | None, action: str, *args: str) -> object:
-    from federation.api.runtime import Paths, database
+    from federation.api import Paths, database
     from federation.store import TokenStore, make_engine
 
     settings = DatabaseSettings()

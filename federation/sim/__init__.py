@@ -34,27 +34,23 @@ if TYPE_CHECKING:
         serve_until_signalled,
     )
 
-_HOMES = {
-    "address_of": "loadbalancers",
-    "VERSION_INFO": "cluster",
-    "ClusterSpec": "cluster",
-    "SimulatedCluster": "cluster",
-    "CONTROL_EXTENSION": "control",
-    "ControlClient": "control",
-    "ControlError": "control",
-    "ERROR_CODES": "faults",
-    "FAULT_MODES": "faults",
-    "Fault": "faults",
-    "FaultMode": "faults",
-    "READY_LINE": "simulator",
-    "Simulator": "simulator",
-    "SimulatorError": "simulator",
-    "SimulatorProcess": "simulator",
-    "SimulatorRuntime": "simulator",
-    "UnknownCluster": "simulator",
-    "cluster_specs": "simulator",
-    "serve_until_signalled": "simulator",
+_WHERE = {
+    "cluster": ("VERSION_INFO", "ClusterSpec", "SimulatedCluster"),
+    "control": ("CONTROL_EXTENSION", "ControlClient", "ControlError"),
+    "faults": ("ERROR_CODES", "FAULT_MODES", "Fault", "FaultMode"),
+    "loadbalancers": ("address_of",),
+    "simulator": (
+        "READY_LINE",
+        "Simulator",
+        "SimulatorError",
+        "SimulatorProcess",
+        "SimulatorRuntime",
+        "UnknownCluster",
+        "cluster_specs",
+        "serve_until_signalled",
+    ),
 }
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "CONTROL_EXTENSION",
@@ -79,4 +75,4 @@ __all__ = [
 ]
 
 
-__getattr__ = lazy_exports(__name__, _HOMES)
+__getattr__ = lazy_exports(__name__, _MODULE_OF)

@@ -33,18 +33,20 @@ from uvicorn.lifespan.on import LifespanOn
 from federation.apimachinery import (
     NAMESPACES,
     AlreadyExists,
+    EventRecorder,
+    KubeContext,
+    MemoryStorage,
+    Principal,
     Registry,
     ResourceType,
     SchemaSet,
+    WatchEvent,
+    WorkQueue,
     WriteOptions,
     build_app,
+    feed,
+    static_token_authenticator,
 )
-from federation.apimachinery.auth import Principal, static_token_authenticator
-from federation.apimachinery.events import EventRecorder
-from federation.apimachinery.kubeconfig import KubeContext
-from federation.apimachinery.memory import MemoryStorage
-from federation.apimachinery.queueing import WorkQueue, feed
-from federation.apimachinery.storage import WatchEvent
 from federation.sim.faults import Fault, FaultInjector, FaultState, status_error
 from federation.sim.kinds import cluster_scheme
 from federation.sim.listening import Listener, server_config

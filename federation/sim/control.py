@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from federation.apimachinery.kubeconfig import KubeconfigError, read_kubeconfig
+from federation.apimachinery import KubeconfigError, read_kubeconfig
 from federation.sim.faults import Fault, Message, Receive, Scope, Send
 from federation.sim.listening import Listener, server_config
 

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from federation.apimachinery.errors import ApiError
+from federation.apimachinery import ApiError
 
 FaultMode = Literal["down", "blackhole", "error", "slow"]
 FAULT_MODES: tuple[str, ...] = get_args(FaultMode)

@@ -10,8 +10,7 @@ does beyond the schema.
 
 from __future__ import annotations
 
-from federation.apimachinery.kinds import CORE_KINDS
-from federation.apimachinery.resources import Scheme
+from federation.apimachinery import CORE_KINDS, Scheme
 from federation.sim.network import ClusterNetwork
 from federation.sim.nodes import NODES
 from federation.sim.pods import PODS

@@ -36,12 +36,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from federation.apimachinery.errors import NotFound
-from federation.apimachinery.events import EventRecorder
-from federation.apimachinery.objects import copy_json, labels_of, meta, name_of, namespace_of, rv_of
-from federation.apimachinery.queueing import Result
-from federation.apimachinery.resources import Obj, ResourceType
-from federation.apimachinery.storage import Storage, WatchEvent
+from federation.apimachinery import (
+    EventRecorder,
+    NotFound,
+    Obj,
+    ResourceType,
+    Result,
+    Storage,
+    WatchEvent,
+    copy_json,
+    labels_of,
+    meta,
+    name_of,
+    namespace_of,
+    rv_of,
+)
 from federation.sim.faults import FaultInjector, FaultState, Message, Receive, Scope, Send, text_error
 from federation.sim.listening import HOST, Listener, server_config
 from federation.sim.network import ClusterNetwork

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from federation.apimachinery.errors import Cause, invalid
-from federation.apimachinery.resources import Obj
+from federation.apimachinery import Cause, Obj, invalid
 
 NODE_PORT_RANGE = (30000, 32767)
 REPAIR_GRACE_SECONDS = 30.0

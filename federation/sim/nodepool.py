@@ -19,11 +19,20 @@ import hashlib
 import uuid
 from typing import Final
 
-from federation.apimachinery import AlreadyExists, NotFound, Registry, WriteOptions
-from federation.apimachinery.objects import labels_of, name_of, new_uid, now_rfc3339, rv_of
-from federation.apimachinery.queueing import Result
-from federation.apimachinery.resources import Obj
-from federation.apimachinery.storage import WatchEvent
+from federation.apimachinery import (
+    AlreadyExists,
+    NotFound,
+    Obj,
+    Registry,
+    Result,
+    WatchEvent,
+    WriteOptions,
+    labels_of,
+    name_of,
+    new_uid,
+    now_rfc3339,
+    rv_of,
+)
 from federation.sim.network import Topology
 from federation.sim.nodes import NODES
 

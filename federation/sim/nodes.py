@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from federation.apimachinery.objects import dig, meta
-from federation.apimachinery.resources import Column, Obj, ResourceType, Strategy
-from federation.apimachinery.tables import AGE
+from federation.apimachinery import AGE, Column, Obj, ResourceType, Strategy, dig, meta
 
 
 def node_ready(obj: Obj) -> bool:

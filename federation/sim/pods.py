@@ -14,10 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from federation.apimachinery.errors import Cause
-from federation.apimachinery.kinds import default_pod_template_spec
-from federation.apimachinery.objects import dig, meta
-from federation.apimachinery.resources import Column, Obj, ResourceType, Strategy
+from federation.apimachinery import (
+    Cause,
+    Column,
+    Obj,
+    ResourceType,
+    Strategy,
+    default_pod_template_spec,
+    dig,
+    meta,
+)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 

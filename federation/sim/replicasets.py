@@ -32,26 +32,26 @@ from federation.apimachinery import (
     REPLICASETS,
     AlreadyExists,
     Conflict,
+    EventRecorder,
     Forbidden,
+    LabelSelector,
     NotFound,
+    Obj,
     Registry,
+    Result,
+    WatchEvent,
     WriteOptions,
-)
-from federation.apimachinery.events import EventRecorder, namespace_alive
-from federation.apimachinery.objects import (
     copy_json,
     dig,
+    label_selector_from_object,
     labels_of,
     meta,
     name_of,
+    namespace_alive,
     namespace_of,
     parse_rfc3339,
     rv_of,
 )
-from federation.apimachinery.queueing import Result
-from federation.apimachinery.resources import Obj
-from federation.apimachinery.selectors import LabelSelector, label_selector_from_object
-from federation.apimachinery.storage import WatchEvent
 from federation.sim.pods import (
     PODS,
     condition,

@@ -31,12 +31,22 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from federation.apimachinery import Conflict, NotFound, Registry
-from federation.apimachinery.events import EventRecorder
-from federation.apimachinery.objects import copy_json, dig, meta, name_of, namespace_of, now_rfc3339, rv_of
-from federation.apimachinery.queueing import Result
-from federation.apimachinery.resources import Obj
-from federation.apimachinery.storage import WatchEvent
+from federation.apimachinery import (
+    Conflict,
+    EventRecorder,
+    NotFound,
+    Obj,
+    Registry,
+    Result,
+    WatchEvent,
+    copy_json,
+    dig,
+    meta,
+    name_of,
+    namespace_of,
+    now_rfc3339,
+    rv_of,
+)
 from federation.sim.nodepool import hex_id
 from federation.sim.nodes import NODES, node_ready
 from federation.sim.pods import PODS, TERMINAL_PHASES, condition, pod_active, qos_class

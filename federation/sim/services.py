@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from federation.apimachinery.errors import Cause
-from federation.apimachinery.objects import dig, meta
-from federation.apimachinery.resources import Column, Obj, ResourceType, Strategy
+from federation.apimachinery import Cause, Column, Obj, ResourceType, Strategy, dig, meta
 from federation.sim.network import ClusterNetwork
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")

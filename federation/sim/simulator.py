@@ -33,9 +33,14 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from federation.apimachinery.certificates import generate_bundle
-from federation.apimachinery.kubeconfig import Kubeconfig, KubeconfigError, read_kubeconfig, write_kubeconfig
-from federation.apimachinery.schema import SchemaSet
+from federation.apimachinery import (
+    Kubeconfig,
+    KubeconfigError,
+    SchemaSet,
+    generate_bundle,
+    read_kubeconfig,
+    write_kubeconfig,
+)
 from federation.sim.cluster import ClusterSpec, SimulatedCluster
 from federation.sim.control import CONTROL_EXTENSION, ControlClient, ControlServer
 from federation.sim.faults import Fault, FaultMode

@@ -21,9 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from federation.apimachinery import REPLICASETS, Registry
-from federation.apimachinery.events import EventRecorder
-from federation.apimachinery.queueing import WorkQueue, feed
+from federation.apimachinery import REPLICASETS, EventRecorder, Registry, WorkQueue, feed
 from federation.sim.network import Topology
 from federation.sim.nodepool import MAX_PODS_PER_NODE, NODEPOOL, NodePool
 from federation.sim.nodes import NODES
