@@ -2,11 +2,12 @@
 
 Kubernetes decodes a body into Go structs: unknown fields are dropped (or, with
 ``fieldValidation=Strict``, rejected), a string where an int32 belongs is a 400, a JSON null
-becomes the zero value (omitted). :class:`Decoder` does the same in one walk over the object and
-its :class:`~federation.apimachinery.schematree.SchemaNode` tree, and words its errors as the Go
-decoder does (``json: cannot unmarshal string into Go struct field ReplicaSetSpec.spec.replicas of
-type int32``). It checks types and formats only: ``required`` and ``enum`` are validation, which
-happens later (strategies), as in Kubernetes. Pure.
+becomes the zero value (omitted; in a list or a map, the element's zero value: ``{}``, ``""``,
+``0``, ``false``, so ``containers: [null]`` reads as one empty container). :class:`Decoder` does
+the same in one walk over the object and its :class:`~federation.apimachinery.schematree.SchemaNode`
+tree, and words its errors as the Go decoder does (``json: cannot unmarshal string into Go struct
+field ReplicaSetSpec.spec.replicas of type int32``). It checks types and formats only: ``required``
+and ``enum`` are validation, which happens later (strategies), as in Kubernetes. Pure.
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ def _base64_error(value: str) -> int | None:
     return len(data) - len(data) % 4 if len(data) % 4 else max(0, data.find("="))
 
 
+def _zero(node: SchemaNode) -> Any:
+    """The JSON of the Go zero value of ``node``'s type, for a null where a list item or a map
+    value belongs (None for a list, a map or anything, whose zero value is nil)."""
+    if node.kind == OBJECT:
+        return {}
+    if node.kind == SCALAR:
+        for json_type, zero in (("integer", 0), ("number", 0), ("string", ""), ("boolean", False)):
+            if json_type in node.types:
+                return zero
+    return None
+
+
 class Decoder:
     """The state of one :meth:`SchemaSet.decode` call."""
 
@@ -81,7 +94,10 @@ class Decoder:
             item = node.elem
             if item is not None and item.kind != ANY:
                 for i, v in enumerate(value):
-                    if v is None or (item.plain_text and type(v) is str):
+                    if v is None:
+                        value[i] = _zero(item)
+                        continue
+                    if item.plain_text and type(v) is str:
                         continue
                     new = self.value(v, item, f"{path}[{i}]", struct, gopath)
                     if new is not v:
@@ -93,8 +109,11 @@ class Decoder:
             elem = node.elem
             if elem is not None and elem.kind != ANY:
                 for k, v in value.items():
-                    if v is None or (elem.plain_text and type(v) is str):
+                    if elem.plain_text and type(v) is str:
                         continue  # labels, annotations: the common case, kept cheap
+                    if v is None:
+                        value[k] = _zero(elem)
+                        continue
                     new = self.value(v, elem, f"{path}.{k}", struct, gopath)
                     if new is not v:
                         value[k] = new

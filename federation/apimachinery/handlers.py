@@ -32,7 +32,6 @@ from federation.apimachinery.auth import Authenticator, Principal, authorize
 from federation.apimachinery.errors import (
     ApiError,
     NotFound,
-    bad_request,
     internal,
     method_not_allowed,
     not_found,
@@ -50,6 +49,9 @@ from federation.apimachinery.storage import ObjectFilter, Storage
 from federation.apimachinery.watchstream import watch_response
 
 log = logging.getLogger(__name__)
+MAX_LIST_LIMIT = 2**31 - 1
+SUBRESOURCE_VERBS = frozenset({"get", "update", "patch"})
+"""What ``/status`` and ``/scale`` take, as in Kubernetes; any other verb there is a 405."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ class ServerOptions:
     version: dict[str, str]
     metrics_open: bool = False
     bookmark_interval: float = 5.0
-    max_watch_seconds: int = 1800
+    min_request_timeout: float = 1800.0
+    """kube-apiserver's ``--min-request-timeout``: a watch without ``timeoutSeconds`` ends after a
+    random time between this and twice this (:func:`~federation.apimachinery.watchstream.watch_seconds`)."""
 
 
 class ApiServer:
@@ -139,6 +143,8 @@ class ApiServer:
                     if resolved.subresource not in resolved.rt.subresources:
                         raise not_found(resolved.rt.plural, resolved.subresource, resolved.rt.group)
                     resource += f"/{resolved.subresource}"  # a known one only: bounded label values
+                    if verb not in SUBRESOURCE_VERBS:
+                        raise method_not_allowed(f"{verb} is not supported on {resource}")
                 self.authorize(principal, verb, resolved.rt, namespace=resolved.namespace, name=resolved.name)
                 response = await self.dispatch(request, verb, resolved, principal)
         except ApiError as err:
@@ -198,7 +204,7 @@ class ApiServer:
                 show=lambda obj: self.visible(principal, rt, obj),
                 wants_table=wants_table,
                 bookmark_interval=self.options.bookmark_interval,
-                max_seconds=self.options.max_watch_seconds,
+                min_request_timeout=self.options.min_request_timeout,
             )
         if verb == "create":
             opts = requests.write_options(request)
@@ -242,16 +248,15 @@ class ApiServer:
         rt = t.rt
         q = request.query_params
         match, equalities = self.selection(rt, request, principal)
-        limit_text = q.get("limit") or "0"
-        if not limit_text.isdigit():
-            raise bad_request(f'limit must be a non-negative integer, not "{limit_text}"')
+        # No page holds more than a storage can count; larger asks for everything (and stays in SQL's bigint).
+        limit = min(requests.query_int(request, "limit", minimum=0) or 0, MAX_LIST_LIMIT)
         after = requests.decode_continue(q.get("continue") or "")
         page = await self.storage.list(
             rt,
             t.namespace if rt.namespaced else None,
             match=match,
             label_equals=equalities or None,
-            limit=int(limit_text),
+            limit=limit,
             after=after,
         )
         items = [self.visible(principal, rt, o) for o in page.items]
@@ -271,7 +276,7 @@ class ApiServer:
 
     async def delete(self, request: Request, t: Target, principal: Principal) -> Response:
         assert t.name is not None
-        options = await requests.delete_options(request)
+        options = await requests.delete_options(request, self.schemas)
         opts = requests.write_options(request, options.get("dryRun"))
         outcome = await self.registry.delete(
             t.rt, t.namespace or "", t.name, preconditions=options.get("preconditions"), dry_run=opts.dry_run
@@ -283,7 +288,7 @@ class ApiServer:
     async def delete_collection(self, request: Request, t: Target, principal: Principal) -> Response:
         rt = t.rt
         match, equalities = self.selection(rt, request, principal)
-        options = await requests.delete_options(request)
+        options = await requests.delete_options(request, self.schemas)
         opts = requests.write_options(request, options.get("dryRun"))
         page = await self.storage.list(rt, t.namespace, match=match, label_equals=equalities or None)
         for obj in page.items:  # every item is allowed, or nothing is deleted

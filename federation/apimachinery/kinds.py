@@ -33,14 +33,12 @@ class NamespaceStrategy(Strategy):
     def prepare_for_create(self, obj: Obj) -> None:
         m = meta(obj)
         labels = m.setdefault("labels", {})
-        labels["kubernetes.io/metadata.name"] = m["name"]
+        labels["kubernetes.io/metadata.name"] = str(m.get("name", ""))
         obj["spec"] = {"finalizers": ["kubernetes"]}
         obj["status"] = {"phase": "Active"}
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
-        new.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = meta(old)[
-            "name"
-        ]
+        meta(new).setdefault("labels", {})["kubernetes.io/metadata.name"] = meta(old)["name"]
         new["spec"] = old.get("spec", {})
 
     def validate(self, obj: Obj) -> list[Cause]:

@@ -76,7 +76,8 @@ def client_version(value: Any) -> int | None:
     """A resourceVersion a client sent as a precondition: None when absent, else a number (400 if not)."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.isdigit():
+    # ASCII only: str.isdigit() also holds for "²", which int() refuses; and within int64, as in Go
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) < 2**63:
         return int(value)
     raise bad_request(f'invalid resourceVersion "{value}": must be a decimal number')
 
@@ -104,6 +105,21 @@ def patch_version(patch_type: PatchType, patch: Any) -> int | None:
 def _too_many_retries(rt: ResourceType, name: str) -> Conflict:
     """A read-modify-write that lost the race :data:`MAX_RETRIES` times in a row."""
     return Conflict.make(f'too many concurrent writes to {rt.qualified} "{name}"; try again')
+
+
+_NAME_REQUIRED = Cause(
+    "metadata.name", "Required value: name or generateName is required", "FieldValueRequired"
+)
+
+
+def _check_name(obj: Obj, name: str) -> None:
+    """A PUT's body names the object of its URL (400 otherwise, a missing name included), as
+    Kubernetes' ``checkName`` has it."""
+    given = meta(obj).get("name")
+    if given != name:
+        raise bad_request(
+            f"the name of the object ({given or ''}) does not match the name on the URL ({name})"
+        )
 
 
 def _spec_of(obj: Obj) -> Any:
@@ -202,7 +218,10 @@ class Registry:
             raise bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request"
             )
-        if not m.get("name") and m.get("generateName"):
+        if not m.get("name") and not m.get("generateName"):
+            # before the strategy's defaults, which may read the name (a Namespace's label does)
+            raise invalid(rt.kind, "", [_NAME_REQUIRED], rt.group)
+        if not m.get("name"):
             suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
             m["name"] = f"{m['generateName']}{suffix}"
         if rt.namespaced:
@@ -334,6 +353,7 @@ class Registry:
         subresource: str | None = None,
     ) -> Outcome:
         obj, warnings = self._decode(rt, body, opts)
+        _check_name(obj, name)
         ns = namespace if rt.namespaced else ""
         client_rv = client_version(meta(obj).get("resourceVersion"))
         for _ in range(MAX_RETRIES):
@@ -405,24 +425,31 @@ class Registry:
     async def _apply_scale(
         self, rt: ResourceType, old: Obj, scale: Any, opts: WriteOptions, *, client_rv: int | None
     ) -> Outcome | None:
-        """Write ``scale.spec.replicas`` into the object; None asks the caller to retry a lost race."""
+        """Write ``scale.spec.replicas`` into the object; None asks the caller to retry a lost race.
+        ``scale`` (a body, or a patched Scale) is decoded against the Scale schema first."""
+        if not isinstance(scale, dict):
+            raise bad_request("expected a Scale object")
+        warnings = self.schemas.decode(scale, SCALE_SCHEMA_REF, field_validation=opts.field_validation)
         replicas = requested_replicas(old, scale)
         if client_rv is not None and client_rv != rv_of(old):
             raise conflict(rt.plural, meta(old)["name"], rt.group)
         new = copy_json(old)
         new.setdefault("spec", {})["replicas"] = replicas
         merged = self._merge_update(rt, new, old, None)
-        outcome = await self._replace(rt, merged, old, opts, client_rv=client_rv, warnings=[])
-        return None if outcome is None else Outcome(scale_of(outcome.object))
+        outcome = await self._replace(rt, merged, old, opts, client_rv=client_rv, warnings=warnings)
+        return None if outcome is None else Outcome(scale_of(outcome.object), outcome.warnings)
 
     async def update_scale(
         self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions
     ) -> Outcome:
         ns = namespace if rt.namespaced else ""
-        client_rv = client_version(meta(body).get("resourceVersion")) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise bad_request("expected a Scale object")
+        _check_name(body, name)  # decoded against the Scale schema by _apply_scale
+        client_rv = client_version(meta(body).get("resourceVersion"))
         for _ in range(MAX_RETRIES):
             old = await self.storage.get(rt, ns, name)
-            outcome = await self._apply_scale(rt, old, body, opts, client_rv=client_rv)
+            outcome = await self._apply_scale(rt, old, copy_json(body), opts, client_rv=client_rv)
             if outcome is not None:
                 return outcome
         raise _too_many_retries(rt, name)

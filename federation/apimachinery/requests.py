@@ -2,10 +2,15 @@
 
 The path names a :class:`Target` (a kind, maybe a namespace, an object, a subresource); the method
 and ``?watch`` name the verb; the query gives the write options (``fieldValidation``, ``dryRun``),
-the selectors and the paging token; the body is JSON (or Kubernetes protobuf for a create or an
-update) of at most :data:`MAX_BODY_BYTES`. Everything malformed raises the ``ApiError`` Kubernetes
-answers with (400, 405, 413, 415) before any handler acts, so a handler only sees a well-formed
-request.
+the selectors, the paging token and the watch timeout; the body is JSON (or Kubernetes protobuf for
+a create or an update) of at most :data:`MAX_BODY_BYTES`. Everything malformed raises the
+``ApiError`` Kubernetes answers with (400, 405, 413, 415, 422) before any handler acts, naming the
+parameter or field, so a handler only sees a well-formed request:
+
+* a boolean query parameter reads as Kubernetes reads it (absent, ``false`` or ``0`` is false,
+  anything else true), so it never fails; an integer one must be an integer in range (400);
+* a DeleteOptions body is decoded against its official schema like any object (a ``dryRun`` that
+  is not a list of strings is a 400, an unknown ``propagationPolicy`` a 422).
 """
 
 from __future__ import annotations
@@ -20,12 +25,19 @@ from typing import Any
 from fastapi import Request
 
 from federation.apimachinery import protobuf
-from federation.apimachinery.errors import bad_request, method_not_allowed, too_large, unsupported_media_type
+from federation.apimachinery.errors import (
+    Cause,
+    bad_request,
+    invalid,
+    method_not_allowed,
+    too_large,
+    unsupported_media_type,
+)
 from federation.apimachinery.jsonbody import parse_json_body
 from federation.apimachinery.objects import dump_json, labels_of, name_of, namespace_of
 from federation.apimachinery.registry import PatchType, WriteOptions
 from federation.apimachinery.resources import Obj, ResourceType, Scheme
-from federation.apimachinery.schema import FieldValidation
+from federation.apimachinery.schema import FieldValidation, SchemaSet
 from federation.apimachinery.selectors import parse_field_selector, parse_label_selector
 from federation.apimachinery.storage import ObjectFilter
 
@@ -36,6 +48,9 @@ PATCH_TYPES: dict[str, PatchType] = {
     "application/json-patch+json": "json",
 }
 JSON = "application/json"
+DELETE_OPTIONS_REF = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
+PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -83,7 +98,7 @@ def verb_of(request: Request, target: Target) -> str:
     method = request.method
     if method == "GET":
         if target.name is None:
-            return "watch" if request.query_params.get("watch") in ("true", "1") else "list"
+            return "watch" if query_flag(request, "watch") else "list"
         return "get"
     if method == "POST":
         return "create"
@@ -107,7 +122,7 @@ def bearer_token(request: Request) -> str | None:
 async def read_body(request: Request) -> bytes:
     """The whole body, refused (413) as soon as it passes :data:`MAX_BODY_BYTES`."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+    if length is not None and length.isascii() and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise too_large(MAX_BODY_BYTES)
     chunks: list[bytes] = []
     size = 0
@@ -159,18 +174,65 @@ def patch_type_of(request: Request) -> PatchType:
     return patch_type
 
 
-async def delete_options(request: Request) -> dict[str, Any]:
-    """The DeleteOptions body of a delete, ``{}`` when there is none."""
+async def delete_options(request: Request, schemas: SchemaSet) -> dict[str, Any]:
+    """The DeleteOptions body of a delete, ``{}`` when there is none; decoded against its schema
+    (400 for a field of the wrong type), with ``propagationPolicy`` checked (422)."""
     raw = await read_body(request)
     if not raw.strip():
-        return {}
-    body, _ = parse_json_body(raw)
-    if not isinstance(body, dict):
-        raise bad_request("DeleteOptions must be an object")
+        body: dict[str, Any] = {}
+    else:
+        parsed, _ = parse_json_body(raw)
+        if not isinstance(parsed, dict):
+            raise bad_request("DeleteOptions must be an object")
+        schemas.decode(parsed, DELETE_OPTIONS_REF, field_validation="Ignore")
+        body = parsed
+    policy = request.query_params.get("propagationPolicy") or body.get("propagationPolicy")
+    if policy is not None and policy not in PROPAGATION_POLICIES:
+        supported = ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES)
+        raise invalid(
+            "DeleteOptions",
+            "",
+            [
+                Cause(
+                    "propagationPolicy",
+                    f'Unsupported value: "{policy}": supported values: {supported}',
+                    "FieldValueNotSupported",
+                )
+            ],
+            "meta.k8s.io",
+        )
+    query_int(request, "gracePeriodSeconds")
     return body
 
 
 # ------------------------------------------------------------------ query
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A boolean query parameter as Kubernetes reads it (``Convert_Slice_string_To_bool``): absent,
+    ``0`` or ``false`` (any case) is false; anything else, even an empty value, is true."""
+    values = request.query_params.getlist(name)
+    return bool(values) and values[0] != "0" and values[0].lower() != "false"
+
+
+def query_optional_flag(request: Request, name: str) -> bool | None:
+    """A ``*bool`` query parameter (``sendInitialEvents``): None when absent, else :func:`query_flag`."""
+    return query_flag(request, name) if name in request.query_params else None
+
+
+def query_int(request: Request, name: str, *, minimum: int = _INT64[0]) -> int | None:
+    """An integer query parameter (None when absent or empty); 400 naming it unless it is a
+    decimal int64 of at least ``minimum``."""
+    text = request.query_params.get(name) or ""
+    if not text:
+        return None
+    digits = text[1:] if text[:1] in "+-" else text
+    value = int(text) if digits.isascii() and digits.isdigit() else None
+    if value is None or not _INT64[0] <= value <= _INT64[1]:
+        raise bad_request(f'{name}: Invalid value: "{text}": must be a decimal integer')
+    if value < minimum:
+        raise bad_request(f"{name}: Invalid value: {value}: must be greater than or equal to {minimum}")
+    return value
 
 
 def write_options(request: Request, body_dry_run: Any = None) -> WriteOptions:
@@ -179,6 +241,10 @@ def write_options(request: Request, body_dry_run: Any = None) -> WriteOptions:
     fv = q.get("fieldValidation") or "Warn"
     if fv not in ("Strict", "Warn", "Ignore"):
         raise bad_request(f'fieldValidation must be one of Strict, Warn, Ignore, not "{fv}"')
+    if body_dry_run is not None and not (
+        isinstance(body_dry_run, list) and all(isinstance(d, str) for d in body_dry_run)
+    ):
+        raise bad_request("dryRun must be a list of strings")
     dry = q.getlist("dryRun") or (body_dry_run or [])
     for d in dry:
         if d != "All":

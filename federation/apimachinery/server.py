@@ -102,6 +102,7 @@ def build_app(
     title: str,
     metrics_open: bool = False,
     bookmark_interval: float = 5.0,
+    min_request_timeout: float = 1800.0,
     on_startup: list[Lifespan] | None = None,
     on_shutdown: list[Lifespan] | None = None,
     ready: Callable[[], Awaitable[bool]] | None = None,
@@ -112,9 +113,15 @@ def build_app(
 
     ``policy``: the server's own rules beyond Kubernetes' (none by default, as in a member
     cluster). ``resume_terminations``: finish, from this app, the namespace terminations a
-    previous process left; a server of several processes asks one of them only."""
+    previous process left; a server of several processes asks one of them only.
+    ``min_request_timeout``: a watch without ``timeoutSeconds`` ends after a random time between
+    this and twice this many seconds, as kube-apiserver's ``--min-request-timeout``."""
     options = ServerOptions(
-        title=title, version=version, metrics_open=metrics_open, bookmark_interval=bookmark_interval
+        title=title,
+        version=version,
+        metrics_open=metrics_open,
+        bookmark_interval=bookmark_interval,
+        min_request_timeout=min_request_timeout,
     )
     server = ApiServer(scheme, storage, schemas, authenticator, options, policy=policy)
 

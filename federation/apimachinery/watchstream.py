@@ -10,21 +10,26 @@ lines. What :func:`watch_response` guarantees, as the Kubernetes apiserver does:
   uses) ends the initial events with a bookmark annotated ``k8s.io/initial-events-end``;
 * ``allowWatchBookmarks``: a BOOKMARK with the current version every ``bookmark_interval`` seconds,
   so a client resumes past changes it was never going to see;
-* ``timeoutSeconds`` ends the stream (0 or absent: the server's own limit);
+* every stream ends: without ``timeoutSeconds`` (or with 0) after a time drawn at random between the
+  server's ``min_request_timeout`` and twice that, as kube-apiserver's ``--min-request-timeout``
+  spreads the ends of watches so that clients do not all come back at once; with
+  ``timeoutSeconds`` after that many seconds, at most twice ``min_request_timeout``;
 * ``as=Table``: each object as a one-row Table, the column definitions in the first one;
 * every object passes through ``show`` (Secret data redacted for a viewer, say).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from federation.apimachinery import tables, watching
+from federation.apimachinery import requests, tables, watching
 from federation.apimachinery.errors import ApiError, Cause, bad_request, gone
 from federation.apimachinery.objects import dump_json
+from federation.apimachinery.registry import client_version
 from federation.apimachinery.requests import JSON, Target
 from federation.apimachinery.resources import Obj
 from federation.apimachinery.storage import ObjectFilter, Storage
@@ -45,6 +50,16 @@ def invalid_watch_list() -> ApiError:
     )
 
 
+def watch_seconds(request: Request, min_request_timeout: float) -> float:
+    """How long a watch streams: ``timeoutSeconds`` (400 unless a non-negative integer) up to twice
+    ``min_request_timeout``; without it, or with 0, a random time between once and twice that."""
+    asked = requests.query_int(request, "timeoutSeconds", minimum=0)
+    longest = 2 * min_request_timeout
+    if asked:
+        return min(float(asked), longest)
+    return random.uniform(min_request_timeout, longest)
+
+
 def watch_response(
     request: Request,
     t: Target,
@@ -54,23 +69,15 @@ def watch_response(
     show: Callable[[Obj], Obj],
     wants_table: bool,
     bookmark_interval: float,
-    max_seconds: int,
+    min_request_timeout: float,
 ) -> Response:
     """The streaming answer of a watch of ``t`` (see the module docstring); malformed parameters
     raise before anything is streamed."""
     rt = t.rt
     q = request.query_params
-    rv_text = q.get("resourceVersion") or ""
-    if rv_text and not rv_text.isdigit():
-        raise bad_request(f'resourceVersion must be a decimal number, not "{rv_text}"')
-    bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-    timeout_text = q.get("timeoutSeconds") or ""
-    # 0 or none: the server's own limit, as Kubernetes
-    timeout = (
-        min(int(timeout_text), max_seconds)
-        if timeout_text.isdigit() and int(timeout_text) > 0
-        else max_seconds
-    )
+    requested = client_version(q.get("resourceVersion"))
+    bookmarks = requests.query_flag(request, "allowWatchBookmarks")
+    timeout = watch_seconds(request, min_request_timeout)
     namespace = t.namespace if rt.namespaced else None
     if t.name is not None:
         raise bad_request("watch of a single object: use fieldSelector=metadata.name=NAME")
@@ -83,13 +90,13 @@ def watch_response(
             first = False
         return dump_json({"type": kind, "object": obj}) + b"\n"
 
-    initial = q.get("sendInitialEvents")
-    if initial == "true" and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
+    initial = requests.query_optional_flag(request, "sendInitialEvents")
+    if initial and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
         raise invalid_watch_list()
 
     async def events() -> AsyncIterator[bytes]:
-        since: int | None = int(rv_text) if rv_text not in ("", "0") else None
-        if initial == "true" or (initial is None and since is None):
+        since: int | None = requested or None
+        if initial or (initial is None and since is None):
             # The current objects first: "Get State and Start at Most Recent", or a watch-list
             # (kubectl 1.36 waits for the bookmark that ends the initial events).
             page = await storage.list(rt, namespace, match=match)
@@ -100,7 +107,7 @@ def watch_response(
             for obj in page.items:
                 yield encode("ADDED", show(obj))
             since = page.resource_version
-            if initial == "true":
+            if initial:
                 end = {
                     "resourceVersion": str(since),
                     "annotations": {"k8s.io/initial-events-end": "true"},
