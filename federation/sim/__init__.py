@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from federation.apimachinery.exports import lazy_exports
+from federation.apimachinery import lazy_exports
 
 if TYPE_CHECKING:
     from federation.sim.cluster import VERSION_INFO, ClusterSpec, SimulatedCluster
