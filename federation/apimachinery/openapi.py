@@ -5,7 +5,8 @@
 ``x-kubernetes-group-version-kind`` and the ``fieldValidation`` parameter, which is what makes
 kubectl leave field validation to the server) and the reachable definitions of the official
 schemas (see :mod:`federation.apimachinery.schema`), converted from JSON Schema to OpenAPI 3.0.
-Documents are built once per scheme and cached.
+Each response declared is what the server sends (the fuzz test, ``tests/e2e/test_fuzz.py``,
+checks every answer against it). Documents are built once per scheme and cached.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def _to_openapi(schema: Any, refs: set[str]) -> Any:
     if isinstance(alternatives, list) and all(
         isinstance(a, Mapping) and set(a) <= {"type", "nullable", "format"} for a in alternatives
     ):
-        # IntOrString / Quantity: Kubernetes publishes these as strings (with int-or-string).
-        types = {a.get("type") for a in alternatives}
+        # IntOrString / Quantity: either type, as a structural schema says it (a CRD's
+        # int-or-string is exactly this); a response holds whichever the client sent.
+        types = list(dict.fromkeys(a.get("type") for a in alternatives if a.get("type")))
         del out["oneOf"]
-        out["type"] = "string"
+        out["anyOf"] = [{"type": t} for t in types]
         if "integer" in types:
             out["format"] = "int-or-string"
             out["x-kubernetes-int-or-string"] = True
@@ -251,7 +253,9 @@ def _operations(
             f"delete collection of {rt.kind}",
             parameters=[*_LIST_PARAMS[1:5], _P_DRY_RUN, _P_GRACE, _P_PROPAGATION],
             requestBody=delete_body,
-            responses=_responses(["200"], _STATUS),
+            # what the server answers, as kube-apiserver does: the list of what it deleted
+            # (Kubernetes' own documents say Status here, which its servers never send)
+            responses=_responses(["200"], list_ref),
         )
     paths[collection] = coll
     item: dict[str, Any] = {"parameters": [_P_NAME, *common]}

@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -250,5 +251,13 @@ def build_app(
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> Response:
         return error_response(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, err: StarletteHTTPException) -> Response:
+        """What the router answers itself (a path no route matches, a method no route takes) is a
+        ``metav1.Status`` too, as everything the Kubernetes apiserver answers."""
+        reasons = type(ApiError(err.status_code, "", "")).REASONS  # the class of that code
+        reason = reasons[0] if reasons else "Unknown"
+        return error_response(ApiError(err.status_code, reason, str(err.detail)))
 
     return app
