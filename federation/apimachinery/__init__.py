@@ -37,7 +37,13 @@ if TYPE_CHECKING:
         TooManyRequests,
         Unauthorized,
         Unavailable,
+        already_exists,
+        bad_request,
+        conflict,
+        internal,
         invalid,
+        not_found,
+        unavailable,
     )
     from federation.apimachinery.events import EventRecorder, namespace_alive
     from federation.apimachinery.exports import lazy_exports
@@ -62,6 +68,7 @@ if TYPE_CHECKING:
     from federation.apimachinery.objects import (
         copy_json,
         dig,
+        dump_json,
         labels_of,
         meta,
         name_of,
@@ -86,7 +93,7 @@ if TYPE_CHECKING:
     from federation.apimachinery.selectors import LabelSelector, label_selector_from_object
     from federation.apimachinery.server import build_app
     from federation.apimachinery.sockets import bind_tcp
-    from federation.apimachinery.storage import ListPage, Storage, WatchEvent
+    from federation.apimachinery.storage import EventType, ListPage, ObjectFilter, Storage, WatchEvent
     from federation.apimachinery.tables import AGE
     from federation.apimachinery.watchcache import Change, WatchCache
 
@@ -108,7 +115,13 @@ _WHERE = {
         "TooManyRequests",
         "Unauthorized",
         "Unavailable",
+        "already_exists",
+        "bad_request",
+        "conflict",
+        "internal",
         "invalid",
+        "not_found",
+        "unavailable",
     ),
     "events": ("EventRecorder", "namespace_alive"),
     "exports": ("lazy_exports",),
@@ -120,6 +133,7 @@ _WHERE = {
     "objects": (
         "copy_json",
         "dig",
+        "dump_json",
         "labels_of",
         "meta",
         "name_of",
@@ -137,7 +151,7 @@ _WHERE = {
     "selectors": ("LabelSelector", "label_selector_from_object"),
     "server": ("build_app",),
     "sockets": ("bind_tcp",),
-    "storage": ("ListPage", "Storage", "WatchEvent"),
+    "storage": ("EventType", "ListPage", "ObjectFilter", "Storage", "WatchEvent"),
     "tables": ("AGE",),
     "watchcache": ("Change", "WatchCache"),
 }
@@ -161,6 +175,7 @@ __all__ = [
     "Column",
     "Conflict",
     "EventRecorder",
+    "EventType",
     "Forbidden",
     "Gone",
     "Handlers",
@@ -176,6 +191,7 @@ __all__ = [
     "MemoryStorage",
     "NotFound",
     "Obj",
+    "ObjectFilter",
     "PermanentError",
     "Policy",
     "Principal",
@@ -199,15 +215,20 @@ __all__ = [
     "WatchEvent",
     "WorkQueue",
     "WriteOptions",
+    "already_exists",
     "authorize",
+    "bad_request",
     "bind_tcp",
     "build_app",
+    "conflict",
     "copy_json",
     "default_pod_template_spec",
     "dig",
+    "dump_json",
     "ensure_ca_and_serving_cert",
     "feed",
     "generate_bundle",
+    "internal",
     "invalid",
     "label_selector_from_object",
     "labels_of",
@@ -217,11 +238,13 @@ __all__ = [
     "namespace_alive",
     "namespace_of",
     "new_uid",
+    "not_found",
     "now_rfc3339",
     "parse_rfc3339",
     "read_kubeconfig",
     "rv_of",
     "static_token_authenticator",
+    "unavailable",
     "write_atomically",
     "write_kubeconfig",
 ]

@@ -8,7 +8,7 @@
 * :mod:`federation.store.migrate`: ``upgrade``/``downgrade``/``current`` of the schema.
 """
 
-from federation.apimachinery.auth import ROLES, Role
+from federation.apimachinery import ROLES, Role
 from federation.store import migrate
 from federation.store.embedded import EmbeddedPostgres, client_bin_dir
 from federation.store.engine import database_url, make_engine

@@ -36,8 +36,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg.rows import TupleRow
 
-from federation.apimachinery.errors import InternalError
-from federation.apimachinery.watchcache import Change, WatchCache
+from federation.apimachinery import Change, InternalError, WatchCache
 from federation.store.connections import Connection, Connections, describe
 from federation.store.rows import RowCodec
 from federation.store.statements import (

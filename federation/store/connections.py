@@ -48,7 +48,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from federation.apimachinery.errors import unavailable
+from federation.apimachinery import unavailable
 
 _logger = logging.getLogger(__name__)
 

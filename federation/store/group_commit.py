@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow
 
-from federation.apimachinery.errors import bad_request
+from federation.apimachinery import bad_request
 from federation.store.connections import Connections
 from federation.store.statements import BEGIN_WRITE, LOCK, NOTIFY
 

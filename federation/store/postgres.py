@@ -41,10 +41,19 @@ from typing import Any, cast
 from psycopg.rows import TupleRow
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from federation.apimachinery.errors import already_exists, conflict, not_found
-from federation.apimachinery.objects import meta, name_of, namespace_of
-from federation.apimachinery.resources import Obj, ResourceType
-from federation.apimachinery.storage import ListPage, ObjectFilter, WatchEvent
+from federation.apimachinery import (
+    ListPage,
+    Obj,
+    ObjectFilter,
+    ResourceType,
+    WatchEvent,
+    already_exists,
+    conflict,
+    meta,
+    name_of,
+    namespace_of,
+    not_found,
+)
 from federation.store.change_feed import ChangeFeed
 from federation.store.connections import Connections, connect_args, engine_pool_size
 from federation.store.group_commit import GroupCommitWriter

@@ -28,11 +28,19 @@ from typing import Any
 
 from psycopg.rows import TupleRow
 
-from federation.apimachinery.errors import internal
-from federation.apimachinery.objects import copy_json, dump_json, labels_of, meta, name_of, namespace_of
-from federation.apimachinery.resources import Obj, ResourceType
-from federation.apimachinery.storage import EventType
-from federation.apimachinery.watchcache import Change
+from federation.apimachinery import (
+    Change,
+    EventType,
+    Obj,
+    ResourceType,
+    copy_json,
+    dump_json,
+    internal,
+    labels_of,
+    meta,
+    name_of,
+    namespace_of,
+)
 from federation.store.sealing import Sealer, SealingError, identity_aad
 
 _logger = logging.getLogger(__name__)

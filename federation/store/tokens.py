@@ -27,8 +27,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from federation.apimachinery.auth import ROLES, Role
-from federation.apimachinery.errors import unavailable
+from federation.apimachinery import ROLES, Role, unavailable
 from federation.store.models import tokens
 
 _logger = logging.getLogger(__name__)
