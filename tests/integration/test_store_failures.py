@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
@@ -23,6 +24,7 @@ from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import WatchEvent
 from federation.apimachinery.watchcache import Change, WatchCache
 from federation.store import PostgresStorage, Sealer, TokenStore, make_engine
+from federation.store.connections import CHECKOUT_TIMEOUT
 
 pytestmark = pytest.mark.anyio
 
@@ -316,3 +318,44 @@ async def test_token_authentication_while_the_database_is_down_is_unavailable(
     finally:
         await admin.close()
         await engine.dispose()
+
+
+# -- 8. while the database is down, each request gets its 503 at once; recovery needs no restart -------
+
+
+async def test_requests_while_the_database_is_down_fail_fast_and_recover(
+    postgres: MakePostgres, database_url: str, postgres_server: Any, ns: str
+) -> None:
+    app = f"rev-d-{uuid.uuid4().hex[:8]}"
+    storage = await postgres(app=app)
+    await storage.create(REPLICASETS, rs(ns, "web"))
+    database = database_name(database_url)
+    admin = await psycopg.AsyncConnection.connect(postgres_server.libpq_url("postgres"), autocommit=True)
+    try:
+        await admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(database))
+        )
+        try:
+            assert await terminate(postgres_server.libpq_url("postgres"), app) >= 1
+            waits = []
+            for _ in range(5):
+                started = time.monotonic()
+                with pytest.raises(Unavailable):
+                    await storage.get(REPLICASETS, ns, "web")
+                waits.append(time.monotonic() - started)
+            # Once the pool knows it cannot connect, nobody waits out the checkout timeout.
+            assert max(waits[1:]) < CHECKOUT_TIMEOUT / 2, waits
+        finally:
+            await admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(database))
+            )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert (await storage.get(REPLICASETS, ns, "web"))["metadata"]["name"] == "web"
+                break
+            except Unavailable:
+                assert time.monotonic() < deadline, "the storage did not recover"
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
