@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check federation tests migrations
 	$(BIN)/lint-imports
 	$(BIN)/python -m tests.lint_module_size
+	$(BIN)/python -m tests.lint_public_imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
