@@ -9,9 +9,9 @@
    that can be created, plus a second, :data:`DOOMED`, for the deletes to remove (``fuzz-doomed``
    namespace included), so a delete never takes away what the other operations work on;
 3. runs ``st run`` (a subprocess, over HTTPS with the token) for ``seconds`` with ``seed``, with
-   path parameters drawn from those names most of the time (a schemathesis dictionary), deletes of
-   collections limited to objects labelled ``fuzz=doomed``, and the checks: no 5xx, every error a
-   ``metav1.Status`` with the HTTP status as ``code`` (``tests/fuzz_hooks.py``), responses that
+   the hooks of ``tests/fuzz_hooks.py`` (most cases name the seeded objects; deletes of
+   collections take only objects labelled ``fuzz=doomed``; lists are not watches) and the checks:
+   no 5xx, every error a ``metav1.Status`` with the HTTP status as ``code``, responses that
    conform to the served schema;
 4. returns what was covered (:class:`FuzzResult`), from the calls the hooks logged.
 
@@ -108,12 +108,23 @@ class FuzzResult:
     """Calls per operation (``METHOD /path/{template}``)."""
     statuses: Counter[int] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
+    messages: Counter[str] = field(default_factory=Counter)
+    """Error answers by status and the start of their message (what refused the cases)."""
     returncode: int = 0
     output: str = ""
 
     @property
     def cases(self) -> int:
         return sum(self.calls.values())
+
+    def failures(self) -> str:
+        """What schemathesis reported as failing (its FAILURES and ERRORS sections, shortened)."""
+        start = min(
+            (i for i in (self.output.find("= FAILURES ="), self.output.find("= ERRORS =")) if i >= 0),
+            default=0,
+        )
+        end = self.output.find("= SUMMARY =", start)
+        return self.output[start : end if end > 0 else None][:12000]
 
     def summary(self) -> str:
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items()))
@@ -168,34 +179,6 @@ def seed(client: httpx.Client, document: dict[str, Any]) -> None:
             assert created.status_code in (201, 409), f"seeding {concrete} {name}: {created.text}"
 
 
-def config(path: Path) -> Path:
-    """The schemathesis.toml of a run: seeded names most of the time, doomed ones for deletes."""
-    path.write_text(
-        f"""
-[dictionaries.namespaces]
-values = ["{NAMESPACE}"]
-
-[dictionaries.names]
-values = ["{NAME}"]
-
-[dictionaries.doomed]
-values = ["{DOOMED}"]
-
-[parameters]
-"path.namespace" = {{ dictionary = "namespaces", probability = 0.8 }}
-"path.name" = {{ dictionary = "names", probability = 0.8 }}
-
-[[operations]]
-include-method = "DELETE"
-
-[operations.parameters]
-"path.name" = {{ dictionary = "doomed", probability = 0.8 }}
-"query.labelSelector" = "fuzz=doomed"
-"""
-    )
-    return path
-
-
 def fuzz(url: str, ca: Path, token: str, *, workdir: Path, seconds: int, seed_value: int) -> FuzzResult:
     """Seed the server, fuzz it for ``seconds`` (deterministic by ``seed_value``), count the calls."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -214,8 +197,6 @@ def fuzz(url: str, ca: Path, token: str, *, workdir: Path, seconds: int, seed_va
     }
     command = [
         ST,
-        "--config-file",
-        str(config(workdir / "schemathesis.toml")),
         "--no-color",
         "run",
         str(schema_file),
@@ -254,8 +235,9 @@ def fuzz(url: str, ca: Path, token: str, *, workdir: Path, seconds: int, seed_va
     result = FuzzResult(
         operations=len(documented), returncode=done.returncode, output=done.stdout + done.stderr
     )
-    for line in log.read_text().splitlines():
-        method, path, status = line.rsplit(" ", 2)
+    for line in log.read_text(encoding="utf-8").split("\n")[:-1]:
+        method, path, status, message = line.split("\t", 3)
+        result.messages[f"{status} {message[:60]}"] += 1
         label = f"{method} {path}"
         if label in documented:  # not the other methods the fuzzer tries on the same paths
             result.covered.add(label)

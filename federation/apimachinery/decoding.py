@@ -3,11 +3,13 @@
 Kubernetes decodes a body into Go structs: unknown fields are dropped (or, with
 ``fieldValidation=Strict``, rejected), a string where an int32 belongs is a 400, a JSON null
 becomes the zero value (omitted; in a list or a map, the element's zero value: ``{}``, ``""``,
-``0``, ``false``, so ``containers: [null]`` reads as one empty container). :class:`Decoder` does
-the same in one walk over the object and its :class:`~federation.apimachinery.schematree.SchemaNode`
-tree, and words its errors as the Go decoder does (``json: cannot unmarshal string into Go struct
-field ReplicaSetSpec.spec.replicas of type int32``). It checks types and formats only: ``required``
-and ``enum`` are validation, which happens later (strategies), as in Kubernetes. Pure.
+``0``, ``false``, so ``containers: [null]`` reads as one empty container), and a field Go always
+writes (``required`` in the schema) is there after decoding, its zero value if unset.
+:class:`Decoder` does the same in one walk over the object and its
+:class:`~federation.apimachinery.schematree.SchemaNode` tree, and words its errors as the Go
+decoder does (``json: cannot unmarshal string into Go struct field ReplicaSetSpec.spec.replicas of
+type int32``). It checks types and formats only: whether a zero or an ``enum`` value is allowed is
+validation, which happens later (strategies), as in Kubernetes. Pure.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class Decoder:
             if item is not None and item.kind != ANY:
                 for i, v in enumerate(value):
                     if v is None:
-                        value[i] = _zero(item)
+                        value[i] = self.zero(item)
                         continue
                     if item.plain_text and type(v) is str:
                         continue
@@ -112,7 +114,7 @@ class Decoder:
                     if elem.plain_text and type(v) is str:
                         continue  # labels, annotations: the common case, kept cheap
                     if v is None:
-                        value[k] = _zero(elem)
+                        value[k] = self.zero(elem)
                         continue
                     new = self.value(v, elem, f"{path}.{k}", struct, gopath)
                     if new is not v:
@@ -159,6 +161,28 @@ class Decoder:
             # A JSON null decodes to the Go zero value, which Kubernetes then omits: drop the key.
             for key in nulls:
                 del obj[key]
+        for key in node.required:
+            if key not in obj:
+                self.fill(obj, key, fields[key][0])
+
+    def fill(self, obj: dict[str, Any], key: str, node: SchemaNode) -> None:
+        """Set a required field that is missing to its Go zero value, which Go always writes (an
+        Event's ``involvedObject: {}``, a container's ``name: ""``), so an answer holds what the
+        schema says it holds; validation then judges the zero. A time, a list or a map stays
+        unset (Go writes null, which validation refuses where it matters)."""
+        if node.kind == SCALAR and node.format == "date-time":
+            return
+        zero = self.zero(node)
+        if zero is not None:
+            obj[key] = zero
+
+    def zero(self, node: SchemaNode) -> Any:
+        """The Go zero value of ``node`` as JSON, with the required fields of an object filled."""
+        zero = _zero(node)
+        if node.kind == OBJECT:
+            for key in node.required:
+                self.fill(zero, key, node.fields[key][0])
+        return zero
 
     def scalar(self, value: Any, node: SchemaNode, struct: str, gopath: str) -> Any:
         types = node.types

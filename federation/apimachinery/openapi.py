@@ -182,6 +182,16 @@ def _responses(codes: Sequence[str], ref: str) -> dict[str, Any]:
 _CODE_TEXT = {"200": "OK", "201": "Created", "202": "Accepted"}
 
 
+def _delete_responses(kind_ref: str) -> dict[str, Any]:
+    """What a delete answers, as kube-apiserver does: a Success Status when the object is gone,
+    else the object marked for deletion (202; 200 for a dry run). Kubernetes' own documents say
+    Status for both."""
+    out = _responses(["200", "202"], kind_ref)
+    either = {"oneOf": [{"$ref": OAS_PREFIX + _STATUS}, {"$ref": OAS_PREFIX + kind_ref}]}
+    out["200"]["content"] = {"application/json": {"schema": either}}
+    return out
+
+
 def _camel(text: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", text) if p)
 
@@ -291,7 +301,7 @@ def _operations(
             f"delete a {rt.kind}",
             parameters=[_P_DRY_RUN, _P_GRACE, _P_PROPAGATION],
             requestBody=delete_body,
-            responses=_responses(["200", "202"], _STATUS),
+            responses=_delete_responses(kind_ref),
         )
     paths[f"{collection}/{{name}}"] = item
     for sub in sorted(rt.subresources):

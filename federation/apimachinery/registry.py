@@ -256,7 +256,11 @@ class Registry:
         """The object to store when ``new`` replaces ``old`` through the main resource or ``/status``."""
         if subresource == "status":
             merged = copy_json(old)
-            merged["status"] = new.get("status")
+            status = new.get("status")
+            if status is None:  # none sent: Go's zero status, which it omits
+                merged.pop("status", None)
+            else:
+                merged["status"] = status
             return merged
         result = new
         m = meta(result)

@@ -281,6 +281,9 @@ class SchemaSet:
             for key, sub in props.items():
                 if isinstance(sub, Mapping):
                     node.fields[key] = (self._compile(sub, key[:1].upper() + key[1:]), _patch_meta(sub))
+            required = schema.get("required")
+            if isinstance(required, list):
+                node.required = tuple(k for k in required if isinstance(k, str) and k in node.fields)
         elif kind == MAP:
             elem = self._compile(schema["additionalProperties"], struct_hint)
             node.elem = elem

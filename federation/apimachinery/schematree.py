@@ -43,9 +43,21 @@ class SchemaNode:
     node of a map or the item node of an array; ``types`` are the JSON types a scalar accepts
     (``string``, ``integer``, ``number``, ``boolean``); ``preserve`` keeps unknown fields of an
     object. ``struct``/``go_type`` name the Go types for error messages. ``plain_text``: a scalar
-    that takes any string as it is (the most common value, which decoding skips at once)."""
+    that takes any string as it is (the most common value, which decoding skips at once).
+    ``required``: the fields of an object Go always writes (no ``omitempty``), zero if unset."""
 
-    __slots__ = ("elem", "fields", "format", "go_type", "kind", "plain_text", "preserve", "struct", "types")
+    __slots__ = (
+        "elem",
+        "fields",
+        "format",
+        "go_type",
+        "kind",
+        "plain_text",
+        "preserve",
+        "required",
+        "struct",
+        "types",
+    )
 
     def __init__(self, kind: int) -> None:
         self.kind = kind
@@ -55,6 +67,7 @@ class SchemaNode:
         self.format = ""
         self.plain_text = False
         self.preserve = False
+        self.required: tuple[str, ...] = ()
         self.struct = ""
         self.go_type = "interface {}"
 
