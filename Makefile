@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration e2e bench clean
+.PHONY: demo test lint typecheck unit integration e2e bench fuzz clean
 
 $(BIN)/uv:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,12 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The API fuzzed longer than in `make test` (docs/reliability.md): FUZZ_SECONDS per server, FUZZ_SEED.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	FEDERATION_FUZZ_SECONDS=$(FUZZ_SECONDS) $(if $(FUZZ_SEED),FEDERATION_FUZZ_SEED=$(FUZZ_SEED)) \
+		$(BIN)/pytest -q -p no:cacheprovider -s tests/e2e/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.api

@@ -224,7 +224,7 @@ def fuzz(url: str, ca: Path, token: str, *, workdir: Path, seconds: int, seed_va
         "off",
     ]
     done = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120, check=False
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=seconds + 120, check=False
     )
     documented = {
         f"{method.upper()} {path}"
