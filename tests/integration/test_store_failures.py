@@ -24,7 +24,6 @@ from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import WatchEvent
 from federation.apimachinery.watchcache import Change, WatchCache
 from federation.store import PostgresStorage, Sealer, TokenStore, make_engine
-from federation.store.connections import CHECKOUT_TIMEOUT
 
 pytestmark = pytest.mark.anyio
 
@@ -343,8 +342,10 @@ async def test_requests_while_the_database_is_down_fail_fast_and_recover(
                 with pytest.raises(Unavailable):
                     await storage.get(REPLICASETS, ns, "web")
                 waits.append(time.monotonic() - started)
-            # Once the pool knows it cannot connect, nobody waits out the checkout timeout.
-            assert max(waits[1:]) < CHECKOUT_TIMEOUT / 2, waits
+            # Nobody waits for a connection that cannot come: each 503 comes well before the 2 s
+            # a readiness probe or a client allows (a pool that queues callers until a checkout
+            # timeout, as psycopg-pool does by default for 30 s, would not).
+            assert max(waits) < 1.0, waits
         finally:
             await admin.execute(
                 sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(database))
