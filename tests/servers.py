@@ -59,13 +59,21 @@ class RunningFederation:
         return out
 
 
+START_TIMEOUT = 180.0
+"""How long ``fedctl up`` may take to serve /healthz. With no database URL it first initialises and
+starts an embedded Postgres (initdb), migrates, makes certificates and starts its workers: 23 s
+measured with ``--workers 2`` on two cores at a load average of 7, past the former 60 s when the
+test processes had a lower share of the CPU than the rest. It only bounds a failure: a start that
+works returns as soon as /healthz answers."""
+
+
 def start_federation(
     data_dir: Path,
     *,
     database_url: str | None,
     extra_env: dict[str, str] | None = None,
     extra_args: Sequence[str] = (),
-    timeout: float = 60.0,
+    timeout: float = START_TIMEOUT,
 ) -> RunningFederation:
     env = dict(os.environ)
     env.pop("FEDERATION_DATABASE_URL", None)
