@@ -56,8 +56,12 @@ class ClusterStrategy(Strategy):
         if not server:
             causes.append(Cause("spec.server", "Required value", "FieldValueRequired"))
         else:
-            parts = urlsplit(str(server))
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                parts = urlsplit(str(server))
+                hostname = parts.hostname
+            except ValueError:  # "http://[::1": urlsplit refuses what no client could use either
+                hostname = None
+            if not hostname or parts.scheme not in ("http", "https"):
                 causes.append(
                     Cause("spec.server", f'Invalid value: "{server}": must be an http or https URL')
                 )

@@ -361,3 +361,11 @@ def test_watch_parameters_read_as_kubernetes_reads_them(api: httpx.Client) -> No
     assert watched.status_code == 200
     first = json.loads(watched.text.splitlines()[0])
     assert first["type"] == "ADDED"
+
+
+def test_a_cluster_whose_server_is_no_url_is_422(federation: Endpoint) -> None:
+    with federation.client() as client:
+        cluster = {"metadata": {"name": "broken"}, "spec": {"server": "http://[::1"}}
+        body = _status(client.post("/apis/federation.io/v1alpha1/clusters", json=cluster), 422)
+        assert body["details"]["causes"][0]["field"] == "spec.server"
+        _status(client.get("/apis/federation.io/v1alpha1/clusters/broken"), 404)
