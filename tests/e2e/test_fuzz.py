@@ -15,13 +15,14 @@ deterministic by its seed, up to where the time runs out. What it finds becomes 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from federation.sim import ClusterSpec, Simulator
-from tests.fuzzing import DEFAULT_SEED, Endpoint, FuzzResult, fuzz, kubeconfig_endpoint
+from tests.fuzzing import DEFAULT_SEED, ROOT, Endpoint, FuzzResult, fuzz, kubeconfig_endpoint
 from tests.servers import start_federation
 
 pytestmark = pytest.mark.e2e
@@ -75,3 +76,20 @@ def test_a_simulated_cluster_answers_every_generated_request(
     # The cluster runs in this process: an error it logged without answering a 5xx shows here.
     unexpected = [r for r in caplog.records if r.levelname == "ERROR"]
     assert not unexpected, [r.getMessage() for r in unexpected]
+
+
+def test_the_make_fuzz_examples_of_the_docs_pass_their_settings_on() -> None:
+    """docs/reliability.md's commands, as ``make -n`` shows them (running them takes minutes)."""
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    block = doc.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].split() for line in block.splitlines() if line.strip()]
+    assert [c[:2] for c in commands] == [["make", "fuzz"], ["make", "fuzz"]]
+    expected = [("300", str(DEFAULT_SEED)), ("60", "7")]
+    for command, (seconds, seed) in zip(commands, expected, strict=True):
+        shown = subprocess.run(
+            ["make", "-n", *command[1:]], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        assert f"FEDERATION_FUZZ_SECONDS={seconds}" in shown
+        assert "tests/e2e/test_fuzz.py" in shown
+        if seed != str(DEFAULT_SEED):
+            assert f"FEDERATION_FUZZ_SEED={seed}" in shown
