@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -128,9 +129,10 @@ class FuzzResult:
 
     def summary(self) -> str:
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items()))
+        phases = "; ".join(re.findall(r"(?:Examples|Coverage|Fuzzing|Stateful) \(in [0-9.]+s\)", self.output))
         return (
             f"{len(self.covered)}/{self.operations} operations covered, {self.cases} cases, "
-            f"{len(self.server_errors)} 5xx (statuses {codes})"
+            f"{len(self.server_errors)} 5xx (statuses {codes}); {phases}"
         )
 
 

@@ -27,7 +27,7 @@ from tests.servers import start_federation
 
 pytestmark = pytest.mark.e2e
 
-DEFAULT_SECONDS = 25
+DEFAULT_SECONDS = 20
 SECONDS = int(os.environ.get("FEDERATION_FUZZ_SECONDS", DEFAULT_SECONDS))
 SEED = int(os.environ.get("FEDERATION_FUZZ_SEED", DEFAULT_SEED))
 
