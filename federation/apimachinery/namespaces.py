@@ -133,6 +133,11 @@ class NamespaceLifecycle:
                 log.info("resuming the termination of namespace %s", meta(ns)["name"])
                 self._schedule(ns, delay=0)
 
+    async def settled(self) -> None:
+        """Until every termination this process has begun has ended (done, or given up)."""
+        while self._terminations:
+            await asyncio.wait(list(self._terminations.values()))
+
     async def close(self) -> None:
         """Stop background namespace terminations (they resume on the next start)."""
         tasks = list(self._terminations.values())

@@ -160,7 +160,7 @@ async def test_a_late_termination_spares_a_namespace_recreated_under_the_same_na
         await asyncio.sleep(0.05)
     await quick.create(NAMESPACES, "", {"metadata": {"name": "shop"}}, opts)
     await quick.create(SECRETS, "shop", {"metadata": {"name": "new"}}, opts)
-    await asyncio.sleep(2.5)  # slow's termination has run by now
+    await asyncio.wait_for(slow.namespaces.settled(), 20)  # slow's termination has had its turn
     assert await _exists(quick_storage, "shop")
     assert "deletionTimestamp" not in (await quick_storage.get(NAMESPACES, "", "shop"))["metadata"]
     assert [s["metadata"]["name"] for s in (await quick_storage.list(SECRETS, "shop")).items] == ["new"]
