@@ -32,6 +32,7 @@ from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from federation.apimachinery import MemoryStorage, Storage
 from federation.store import migrate
 from federation.store.embedded import EmbeddedPostgres, client_bin_dir
 from federation.store.engine import make_engine
@@ -171,6 +172,41 @@ def database_url(make_database: MakeDatabase) -> str:
 @pytest.fixture
 def sealer() -> Sealer:
     return Sealer.generate()
+
+
+MakeStorage = Callable[..., Awaitable[Storage]]
+
+
+@pytest.fixture(params=["memory", "postgres"])
+async def make_storage(
+    request: pytest.FixtureRequest, database_url: str, sealer: Sealer
+) -> AsyncIterator[MakeStorage]:
+    """``await make_storage(window=...)``: a storage of the parametrized kind (a simulated
+    cluster's memory, the federation's Postgres), closed afterwards. For tests that hold both
+    storages to one contract."""
+    engines = []
+    storages: list[Storage] = []
+
+    async def make(*, window: int = 10_000) -> Storage:
+        if request.param == "memory":
+            memory = MemoryStorage(window=window)
+            storages.append(memory)
+            return memory
+        engine = make_engine(database_url, pool_size=4)
+        engines.append(engine)
+        postgres = PostgresStorage(engine, sealer, window=window, poll_interval=0.2)
+        storages.append(postgres)
+        await postgres.start()
+        return postgres
+
+    yield make
+    for storage in storages:
+        if isinstance(storage, PostgresStorage):
+            await storage.close()
+        elif isinstance(storage, MemoryStorage):
+            storage.cache.close()
+    for engine in engines:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -22,48 +22,13 @@ from federation.apimachinery.informers import (
     StorageSource,
 )
 from federation.apimachinery.kinds import REPLICASETS
-from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.objects import labels_of, meta, name_of, rv_of
 from federation.apimachinery.resources import Obj
 from federation.apimachinery.selectors import label_selector_from_object
 from federation.apimachinery.storage import Storage, WatchEvent
-from federation.store.engine import make_engine
-from federation.store.postgres import PostgresStorage
-from federation.store.sealing import Sealer
+from tests.conftest import MakeStorage
 
 pytestmark = pytest.mark.anyio
-
-MakeStorage = Callable[..., Awaitable[Storage]]
-
-
-@pytest.fixture(params=["memory", "postgres"])
-async def make_storage(
-    request: pytest.FixtureRequest, database_url: str, sealer: Sealer
-) -> AsyncIterator[MakeStorage]:
-    """``await make_storage(window=...)``: a storage of the parametrized kind, closed afterwards."""
-    engines = []
-    storages: list[Storage] = []
-
-    async def make(*, window: int = 10_000) -> Storage:
-        if request.param == "memory":
-            memory = MemoryStorage(window=window)
-            storages.append(memory)
-            return memory
-        engine = make_engine(database_url, pool_size=4)
-        engines.append(engine)
-        postgres = PostgresStorage(engine, sealer, window=window, poll_interval=0.2)
-        storages.append(postgres)
-        await postgres.start()
-        return postgres
-
-    yield make
-    for storage in storages:
-        if isinstance(storage, PostgresStorage):
-            await storage.close()
-        elif isinstance(storage, MemoryStorage):
-            storage.cache.close()
-    for engine in engines:
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ import pytest
 
 from federation.apimachinery.errors import ApiError
 from federation.apimachinery.kinds import LAST_APPLIED, SECRETS
-from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.objects import labels_of, rv_of
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import Storage, WatchEvent
-from federation.store import PostgresStorage, Sealer, make_engine
+from federation.store import PostgresStorage, Sealer
+from tests.conftest import MakeStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -38,33 +38,6 @@ CLUSTERS = ResourceType(
     group="federation.io", version="v1alpha1", kind="Cluster", plural="clusters", singular="cluster",
     namespaced=False, schema_ref="io.federation.v1alpha1.Cluster",
 )  # fmt: skip
-
-MakeStorage = Callable[..., Awaitable[Storage]]
-
-
-@pytest.fixture(params=["memory", "postgres"])
-async def make_storage(
-    request: pytest.FixtureRequest, database_url: str, sealer: Sealer
-) -> AsyncIterator[MakeStorage]:
-    """``await make_storage(window=...)``: a storage of the parametrized kind, closed afterwards."""
-    engines = []
-    storages: list[PostgresStorage] = []
-
-    async def make(*, window: int = 10_000) -> Storage:
-        if request.param == "memory":
-            return MemoryStorage(window=window)
-        engine = make_engine(database_url, pool_size=4)
-        engines.append(engine)
-        storage = PostgresStorage(engine, sealer, window=window, poll_interval=0.2)
-        storages.append(storage)
-        await storage.start()
-        return storage
-
-    yield make
-    for storage in storages:
-        await storage.close()
-    for engine in engines:
-        await engine.dispose()
 
 
 @pytest.fixture
