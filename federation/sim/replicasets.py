@@ -6,8 +6,10 @@ ready, then newest), releases pods whose labels stop matching, and writes a stat
 truth: ``replicas``, ``fullyLabeledReplicas``, ``readyReplicas``, ``availableReplicas`` (honouring
 ``minReadySeconds``) and ``observedGeneration``. Pods of a deleted ReplicaSet are garbage-collected;
 ``foregroundDeletion`` and ``orphan`` finalizers are honoured. At most :data:`CREATE_BURST` pods are
-created or deleted per reconcile (then it requeues at once), so one huge ReplicaSet cannot hold the
-queue.
+created or deleted per reconcile (Kubernetes' ``burstReplicas``), the next burst no sooner than
+:data:`BURST_INTERVAL` later, and the API is served between any two of its writes: a ReplicaSet of
+2,147,483,647 replicas (found by the fuzzer) fills the cluster with Pending pods at a bounded pace
+while the cluster keeps answering, as a real one does, instead of holding its event loop.
 
 Each ReplicaSet is one key (namespace, name). The reconcile is level-based: it reads the ReplicaSet
 and its pods fresh, writes the difference, and asks to be run again when ``minReadySeconds`` will
@@ -22,6 +24,7 @@ decoding the whole object again on every pass.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -65,6 +68,8 @@ log = logging.getLogger(__name__)
 
 CREATE_BURST = 500
 """At most this many pods are created or deleted per reconcile of one ReplicaSet (then it requeues)."""
+BURST_INTERVAL = 1.0
+"""Seconds between two bursts of one ReplicaSet (Kubernetes waits to see a burst's pods first)."""
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 ReplicaSetKey = tuple[str, str]
@@ -119,6 +124,7 @@ class ReplicaSetController:
                 owner = owned_by_replicaset(pod)
                 if owner is not None and owner[0] == name:
                     await self._delete_quietly(namespace, name_of(pod))
+                    await asyncio.sleep(0)
             return Result()
 
         uid = str(meta(rs).get("uid"))
@@ -154,8 +160,9 @@ class ReplicaSetController:
                     break  # the namespace is gone or terminating: its ReplicaSets go with it
                 if created is not None:
                     active.append(created)
+                await asyncio.sleep(0)  # the cluster's API is served between two creates
             if diff > CREATE_BURST:
-                requeue = 0.0
+                requeue = BURST_INTERVAL
         elif diff < 0:
             doomed = deletion_order(active)[: min(-diff, CREATE_BURST)]
             for pod in doomed:
@@ -167,10 +174,11 @@ class ReplicaSetController:
                         message=f"Deleted pod: {name_of(pod)}",
                         component="replicaset-controller",
                     )
+                await asyncio.sleep(0)
             gone = {name_of(p) for p in doomed}
             active = [p for p in active if name_of(p) not in gone]
             if -diff > CREATE_BURST:
-                requeue = 0.0
+                requeue = BURST_INTERVAL
 
         status, available_in = self._status(rs, active)
         if available_in is not None:

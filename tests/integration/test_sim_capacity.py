@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -79,3 +80,38 @@ def test_more_replicas_than_slots_then_freeing_and_adding_capacity(sim: Simulato
             f"{REGION}-c",
         ]
         core.delete_namespace("cap")
+
+
+def test_a_replicaset_of_two_billion_replicas_leaves_the_cluster_answering(sim: Simulator) -> None:
+    """Found by the fuzzer: ``replicas: 2147483647`` used to hold the cluster's event loop with pod
+    creates, so its API stopped answering (and SIGTERM went unheard). Now pods come in bursts of
+    500 at most, a burst per second, with the API served in between."""
+    with api_client(sim.kubeconfig, REGION) as api:
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        core.create_namespace({"metadata": {"name": "huge"}})
+        rs = {
+            "metadata": {"name": "huge"},
+            "spec": {
+                "replicas": 2**31 - 1,
+                "selector": {"matchLabels": {"app": "huge"}},
+                "template": {
+                    "metadata": {"labels": {"app": "huge"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+                },
+            },
+        }
+        started = time.monotonic()
+        apps.create_namespaced_replica_set("huge", rs)
+        slowest = 0.0
+        for _ in range(15):  # bounded: about 3 s of reads while the bursts run
+            asked = time.monotonic()
+            core.list_namespace(_request_timeout=10)
+            slowest = max(slowest, time.monotonic() - asked)
+            time.sleep(0.2)
+        assert slowest < 2.0, f"the API took {slowest:.2f} s to list namespaces"
+        pods = len(core.list_namespaced_pod("huge", _request_timeout=30).items)
+        bursts = (time.monotonic() - started) // 1.0 + 1
+        assert 0 < pods <= 500 * bursts, f"{pods} pods after {bursts:.0f} bursts"
+        apps.delete_namespaced_replica_set("huge", "huge")
+        core.delete_namespace("huge")
+        wait_until(lambda: "huge" not in {n.metadata.name for n in core.list_namespace().items}, within=60)
