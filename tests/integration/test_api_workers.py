@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from federation.api.app import INITIAL_NAMESPACES, create_app
 from federation.api.runtime import Listener, Paths, Worker, worker_spec
@@ -45,10 +46,9 @@ async def _exists(storage: PostgresStorage, namespace: str) -> bool:
     return True
 
 
-@pytest.mark.anyio
-async def test_workers_starting_together_on_one_database(make_database: MakeDatabase, sealer: Sealer) -> None:
-    url = make_database()
-    # A namespace a previous server left Terminating, with something still in it.
+async def leave_a_terminating_namespace(url: str, sealer: Sealer) -> tuple[AsyncEngine, PostgresStorage]:
+    """What a previous server left: namespace ``leftover``, Terminating, with a Secret still in it
+    (its own termination never ran). The engine and a started storage on the database are returned."""
     engine = make_engine(url, pool_size=2)
     storage = PostgresStorage(engine, sealer)
     registry = Registry(
@@ -59,6 +59,13 @@ async def test_workers_starting_together_on_one_database(make_database: MakeData
     await registry.create(SECRETS, "leftover", {"metadata": {"name": "s"}}, WriteOptions())
     await registry.delete(NAMESPACES, "", "leftover")
     await registry.close()
+    return engine, storage
+
+
+@pytest.mark.anyio
+async def test_workers_starting_together_on_one_database(make_database: MakeDatabase, sealer: Sealer) -> None:
+    url = make_database()
+    engine, storage = await leave_a_terminating_namespace(url, sealer)
 
     engines = [make_engine(url, pool_size=2) for _ in range(WORKERS)]
     apps: list[FastAPI] = [
@@ -100,16 +107,7 @@ async def test_a_leftover_termination_runs_once_per_server(
     """Four workers start on a database with a namespace a previous server left Terminating: one
     of them takes it up, and it is finished."""
     url = make_database()
-    engine = make_engine(url, pool_size=2)
-    storage = PostgresStorage(engine, sealer)
-    registry = Registry(
-        Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=CLUSTER_SCHEMAS), termination_delay=3600
-    )
-    await storage.start()
-    await registry.create(NAMESPACES, "", {"metadata": {"name": "leftover"}}, WriteOptions())
-    await registry.create(SECRETS, "leftover", {"metadata": {"name": "s"}}, WriteOptions())
-    await registry.delete(NAMESPACES, "", "leftover")
-    await registry.close()
+    engine, storage = await leave_a_terminating_namespace(url, sealer)
 
     engines = [make_engine(url, pool_size=2) for _ in range(WORKERS)]
     apps: list[FastAPI] = [
