@@ -46,6 +46,14 @@ async def _exists(storage: PostgresStorage, namespace: str) -> bool:
     return True
 
 
+async def _finished(storage: PostgresStorage, name: str, *, within: float = 20.0) -> None:
+    """Until namespace ``name`` is gone (its termination finished), for at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while await _exists(storage, name):
+        assert time.monotonic() < deadline, f"the {name} namespace was not finished"
+        await asyncio.sleep(0.1)
+
+
 async def leave_a_terminating_namespace(url: str, sealer: Sealer) -> tuple[AsyncEngine, PostgresStorage]:
     """What a previous server left: namespace ``leftover``, Terminating, with a Secret still in it
     (its own termination never ran). The engine and a started storage on the database are returned."""
@@ -75,10 +83,7 @@ async def test_workers_starting_together_on_one_database(make_database: MakeData
         await asyncio.gather(*(running.enter_async_context(app.router.lifespan_context(app)) for app in apps))
         names = {item["metadata"]["name"] for item in (await storage.list(NAMESPACES, None)).items}
         assert set(INITIAL_NAMESPACES) <= names
-        deadline = time.monotonic() + 20
-        while await _exists(storage, "leftover"):
-            assert time.monotonic() < deadline, "the leftover namespace was not finished"
-            await asyncio.sleep(0.1)
+        await _finished(storage, "leftover")
     await storage.close()
     for own in [engine, *engines]:
         await own.dispose()
@@ -125,10 +130,7 @@ async def test_a_leftover_termination_runs_once_per_server(
             r for r in caplog.records if r.getMessage() == "resuming the termination of namespace leftover"
         ]
         assert len(resumed) == 1, [r.getMessage() for r in caplog.records]
-        deadline = time.monotonic() + 20
-        while await _exists(storage, "leftover"):
-            assert time.monotonic() < deadline, "the leftover namespace was not finished"
-            await asyncio.sleep(0.1)
+        await _finished(storage, "leftover")
     await storage.close()
     for own in [engine, *engines]:
         await own.dispose()
