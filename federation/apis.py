@@ -5,7 +5,8 @@ server serves these kinds, the controllers and the traffic controller read them,
 them, ``scheduling`` and ``members`` parse what they name. The simulated member clusters never import
 this module (an import-linter contract): a member cluster knows nothing of the federation.
 
-The kinds the federation API serves are the core kinds plus ``Cluster`` (federation.io/v1alpha1).
+The kinds the federation API serves are the core kinds plus ``Cluster`` and ``Placement``
+(federation.io/v1alpha1).
 
 A Cluster names a member: ``spec.server`` (its API URL), ``spec.secretRef.name`` (a Secret in
 ``federation-system`` holding ``token`` and/or ``client.crt``/``client.key``, and ``ca.crt`` or
@@ -36,6 +37,14 @@ REPLICA_SET_PREFERENCES = "federation.kubernetes.io/replica-set-preferences"
 CLUSTER_SELECTOR = "federation.alpha.kubernetes.io/cluster-selector"
 """JSON list of ``{"key", "operator": In|NotIn|Exists|DoesNotExist|Gt|Lt, "values"}`` over Cluster labels."""
 REGION_LABEL = "topology.kubernetes.io/region"
+FEDERATED_UID_ANNOTATION = "federation.io/federated-uid"
+"""On a member copy: the uid of the federated object it was made from."""
+DESIRED_HASH_ANNOTATION = "federation.io/desired-hash"
+"""On a member copy: a digest of what the federation last wrote, so a hand edit shows as drift."""
+ADOPT_ANNOTATION = "federation.io/adopt"
+"""``"true"`` on a federated object: take over member objects of its name the federation did not make."""
+PROPAGATION_FINALIZER = "federation.io/propagation"
+"""Held on a federated object until its member copies are removed."""
 
 
 def _ready(obj: Obj) -> str:
@@ -113,6 +122,10 @@ CLUSTER_SCHEMAS: dict[str, dict[str, Any]] = {
             },
             "insecureSkipTLSVerify": {"type": "boolean"},
             "weight": {"type": "integer", "format": "int32", "description": "Default placement weight."},
+            "unschedulable": {
+                "type": "boolean",
+                "description": "Cordoned: no new replicas are placed here (those already here stay).",
+            },
         },
     },
     "io.federation.v1alpha1.ClusterStatus": {
@@ -145,4 +158,156 @@ CLUSTERS = ResourceType(
     admin_writes=True,
 )
 
-FEDERATION_KINDS: tuple[ResourceType, ...] = (*CORE_KINDS, CLUSTERS)
+# -- Placement: where one federated object goes, and what each member reports (Karmada's
+# ResourceBinding). Written by the controllers; people read it with kubectl.
+
+PLACEMENT_REF = "io.federation.v1alpha1.Placement"
+
+
+def placement_name(kind: str, name: str) -> str:
+    """``web-replicaset``: the Placement of the federated ``kind`` named ``name`` (as Karmada names
+    its bindings); it lives in the object's namespace (a Namespace's own: in itself)."""
+    return f"{name}-{kind.lower()}"
+
+
+def _placement_clusters(obj: Obj) -> str:
+    spec_clusters = {c.get("name"): c for c in (obj.get("spec") or {}).get("clusters") or []}
+    reported = {c.get("name"): c for c in (obj.get("status") or {}).get("clusters") or []}
+    cells = []
+    for name in sorted(set(spec_clusters) | set(reported), key=str):
+        planned = spec_clusters.get(name) or {}
+        seen = reported.get(name) or {}
+        state = str(seen.get("state", "Pending"))
+        if "replicas" in planned:
+            ready = seen.get("readyReplicas", 0) if state != "Stale" else "?"
+            cell = f"{name}={ready}/{planned['replicas']}"
+        else:
+            cell = f"{name}"
+        if state not in ("Ready", "Current"):
+            cell += f"({state})"
+        cells.append(cell)
+    return " ".join(cells)
+
+
+class PlacementStrategy(Strategy):
+    has_generation = True
+    has_status = True
+
+    def columns(self) -> list[Column]:
+        return [
+            Column("Kind", "string", lambda o: ((o.get("spec") or {}).get("resource") or {}).get("kind", "")),
+            Column(
+                "Desired",
+                "string",
+                lambda o: "" if (o.get("spec") or {}).get("replicas") is None else o["spec"]["replicas"],
+            ),
+            Column(
+                "Ready",
+                "string",
+                lambda o: (
+                    ""
+                    if (o.get("spec") or {}).get("replicas") is None
+                    else (o.get("status") or {}).get("readyReplicas", 0)
+                ),
+            ),
+            Column("Unschedulable", "integer", lambda o: (o.get("spec") or {}).get("unschedulable", 0)),
+            Column("Clusters", "string", _placement_clusters, "Ready/desired replicas per cluster."),
+        ]
+
+
+_int = {"type": "integer", "format": "int32"}
+
+PLACEMENT_SCHEMAS: dict[str, dict[str, Any]] = {
+    PLACEMENT_REF: {
+        "description": "Where a federated object is placed, and what each member cluster reports of it.",
+        "type": "object",
+        "properties": {
+            "apiVersion": _string(),
+            "kind": _string(),
+            "metadata": {"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+            "spec": {"$ref": "#/$defs/io.federation.v1alpha1.PlacementSpec"},
+            "status": {"$ref": "#/$defs/io.federation.v1alpha1.PlacementStatus"},
+        },
+        "x-kubernetes-group-version-kind": [
+            {"group": "federation.io", "kind": "Placement", "version": "v1alpha1"}
+        ],
+    },
+    "io.federation.v1alpha1.PlacementSpec": {
+        "type": "object",
+        "properties": {
+            "resource": {
+                "type": "object",
+                "description": "The federated object.",
+                "properties": {
+                    "apiVersion": _string(),
+                    "kind": _string(),
+                    "namespace": _string(),
+                    "name": _string(),
+                    "uid": _string(),
+                },
+            },
+            "replicas": {**_int, "description": "The federated ReplicaSet's spec.replicas."},
+            "unschedulable": {**_int, "description": "Replicas no eligible cluster has room for."},
+            "clusters": {
+                "type": "array",
+                "description": "The plan: each eligible cluster, with its share of the replicas.",
+                "items": {
+                    "type": "object",
+                    "properties": {"name": _string(), "replicas": _int},
+                },
+            },
+            "excluded": {
+                "type": "array",
+                "description": "Clusters that get nothing, and why (Offline, Cordoned, ...).",
+                "items": {"type": "object", "properties": {"name": _string(), "reason": _string()}},
+            },
+            "error": {**_string(), "description": "Why no plan could be made (a bad annotation)."},
+        },
+    },
+    "io.federation.v1alpha1.PlacementStatus": {
+        "type": "object",
+        "properties": {
+            "replicas": _int,
+            "readyReplicas": _int,
+            "availableReplicas": _int,
+            "clusters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": _string(),
+                        "state": {
+                            **_string(),
+                            "description": "Ready, Progressing, Pending, Stale (the member cannot be "
+                            "reached: the counts are as last seen), Conflict, Failed or Deleting.",
+                        },
+                        "desiredReplicas": _int,
+                        "replicas": _int,
+                        "readyReplicas": _int,
+                        "availableReplicas": _int,
+                        "unschedulableReplicas": _int,
+                        "observedGeneration": {"type": "integer", "format": "int64"},
+                        "lastObservedTime": {**_string(), "format": "date-time"},
+                        "lastError": _string(),
+                    },
+                },
+            },
+        },
+    },
+}
+
+PLACEMENTS = ResourceType(
+    GROUP,
+    VERSION,
+    "Placement",
+    "placements",
+    "placement",
+    True,
+    PLACEMENT_REF,
+    PlacementStrategy(),
+    short_names=("pl",),
+    subresources=frozenset({"status"}),
+)
+
+FEDERATION_KINDS: tuple[ResourceType, ...] = (*CORE_KINDS, CLUSTERS, PLACEMENTS)
+FEDERATION_SCHEMAS: dict[str, dict[str, Any]] = {**CLUSTER_SCHEMAS, **PLACEMENT_SCHEMAS}

@@ -26,6 +26,7 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     REGISTRY,
     Counter,
+    Gauge,
     Histogram,
 )
 from prometheus_client.metrics import MetricWrapperBase
@@ -113,4 +114,60 @@ RECONCILE_DURATION_SECONDS = Histogram(
     "Time one reconcile took, by controller (the queue's name).",
     ["controller"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
+# -- the controllers (DESIGN.md "Metrics"). Gauges are set by the one process that runs the
+# controllers; "livemax" keeps a dead process's values out of a multiprocess sum.
+
+CLUSTER_READY = Gauge(
+    "federation_cluster_ready",
+    "1 when the member cluster is Ready, 0 when Offline (as the health controller last decided).",
+    ["cluster"],
+    multiprocess_mode="livemax",
+)
+CLUSTER_PROBE_DURATION_SECONDS = Histogram(
+    "federation_cluster_probe_duration_seconds",
+    "Time one health probe of a member took (a failed probe counts up to its timeout).",
+    ["cluster"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+REPLICASET_REPLICAS = Gauge(
+    "federation_replicaset_replicas",
+    "Replicas of a federated ReplicaSet in one member cluster: desired (its share) or ready (reported).",
+    ["namespace", "replicaset", "cluster", "state"],
+    multiprocess_mode="livemax",
+)
+REPLICASET_UNSCHEDULABLE_REPLICAS = Gauge(
+    "federation_replicaset_unschedulable_replicas",
+    "Replicas of a federated ReplicaSet that no eligible cluster has room for.",
+    ["namespace", "replicaset"],
+    multiprocess_mode="livemax",
+)
+PROPAGATION_TOTAL = Counter(
+    "federation_propagation_total",
+    "Writes to member clusters, by cluster, kind and result (created, updated, deleted, error, conflict).",
+    ["cluster", "kind", "result"],
+)
+PROPAGATION_DURATION_SECONDS = Histogram(
+    "federation_propagation_duration_seconds",
+    "Time one write to a member cluster took, by cluster and kind.",
+    ["cluster", "kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+FAILOVERS_TOTAL = Counter(
+    "federation_failovers_total",
+    "Times a member cluster went Offline with replicas on it that were moved to other clusters.",
+    ["cluster"],
+)
+DRIFT_CORRECTIONS_TOTAL = Counter(
+    "federation_drift_corrections_total",
+    "Member copies edited or deleted by hand that the federation put back, by cluster and kind.",
+    ["cluster", "kind"],
+)
+WORKQUEUE_DEPTH = Gauge(
+    "federation_workqueue_depth",
+    "Keys waiting in a controller's work queue.",
+    ["controller"],
+    multiprocess_mode="livesum",
 )

@@ -121,6 +121,66 @@ class ServerSettings(BaseSettings):
         return address.is_loopback
 
 
+class ControllerSettings(BaseSettings):
+    """The controllers: cluster health, placement, propagation, status (DESIGN.md "Cluster health and
+    failover"). The defaults make a refused member Offline within 3 s and a black-holed one within 5 s,
+    and never flip a cluster on one failed probe: with a probe every second and a 1 s timeout, the
+    second straight failure comes at most ~2 s (refused) or ~3 s (black-holed) after the fault."""
+
+    model_config = _PREFIX
+    controllers: bool = True
+    """Run the controllers in ``fedctl up`` (off: the API only, for a separate federation-controller)."""
+    probe_period: float = 1.0
+    """Seconds between the starts of two probes of one cluster."""
+    probe_timeout: float = 1.0
+    failure_threshold: int = 2
+    """Straight failed probes that make a Ready cluster Offline."""
+    success_threshold: int = 2
+    """Straight good probes that make an Offline cluster Ready again."""
+    member_connect_timeout: float = 2.0
+    member_read_timeout: float = 5.0
+    member_concurrency: int = 8
+    """Calls in flight to one member at a time (each member has its own threads)."""
+    unschedulable_grace: float = 10.0
+    """Seconds a member may report replicas it cannot schedule before its spare room counts as full
+    and the rest spill to other clusters."""
+    resync_period: float = 60.0
+    """Every object is looked at again this often, a safety net under the watches."""
+    event_retention: float = 3600.0
+    """Seconds the federation keeps an Event after its last occurrence (Kubernetes: 1 h)."""
+    controller_metrics_address: str = "127.0.0.1"
+    controller_metrics_port: int = 8080
+    """Where ``federation-controller`` serves /metrics, /healthz and /readyz (0: a free port)."""
+
+    @field_validator("probe_period", "probe_timeout", "member_connect_timeout", "member_read_timeout")
+    @classmethod
+    def _positive_seconds(cls, value: float) -> float:
+        if not 0.05 <= value <= 600:
+            raise ValueError("must be between 0.05 and 600 seconds")
+        return value
+
+    @field_validator("failure_threshold", "success_threshold", "member_concurrency")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError("must be between 1 and 1000")
+        return value
+
+    @field_validator("unschedulable_grace", "resync_period", "event_retention")
+    @classmethod
+    def _non_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    @field_validator("controller_metrics_port")
+    @classmethod
+    def _metrics_port_range(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("FEDERATION_CONTROLLER_METRICS_PORT must be between 0 and 65535")
+        return value
+
+
 def describe_error(err: ValidationError) -> str:
     """One line per problem naming the variable, never the value (it may be a secret)."""
     lines = []

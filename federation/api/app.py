@@ -32,7 +32,7 @@ from federation.apimachinery import (
     WriteOptions,
     build_app,
 )
-from federation.apis import CLUSTER_SCHEMAS, FEDERATION_KINDS, SYSTEM_NAMESPACE
+from federation.apis import FEDERATION_KINDS, FEDERATION_SCHEMAS, SYSTEM_NAMESPACE
 from federation.store import PostgresStorage, TokenStore
 
 INITIAL_NAMESPACES = ("default", SYSTEM_NAMESPACE)
@@ -89,7 +89,7 @@ def create_app(
     """The federation API server's app. ``resume_terminations``: finish the namespace terminations
     a previous server left (one process of a server does; see ``runtime.worker_spec``)."""
     scheme = Scheme(FEDERATION_KINDS)
-    schemas = SchemaSet(extra=CLUSTER_SCHEMAS)
+    schemas = SchemaSet(extra=FEDERATION_SCHEMAS)
     policy = SystemNamespacePolicy()
     registry = Registry(scheme, storage, schemas, policy=policy)
 

@@ -27,7 +27,7 @@ from federation.api.runtime import Listener, Paths, Worker, worker_spec
 from federation.api.workers import RESTART_LIMIT
 from federation.apimachinery import NAMESPACES, ApiError, Registry, SchemaSet, Scheme, WriteOptions
 from federation.apimachinery.kinds import SECRETS
-from federation.apis import CLUSTER_SCHEMAS, FEDERATION_KINDS
+from federation.apis import FEDERATION_KINDS, FEDERATION_SCHEMAS
 from federation.settings import SecuritySettings, ServerSettings
 from federation.store import PostgresStorage, TokenStore, make_engine
 from federation.store.sealing import Sealer
@@ -60,7 +60,7 @@ async def leave_a_terminating_namespace(url: str, sealer: Sealer) -> tuple[Async
     engine = make_engine(url, pool_size=2)
     storage = PostgresStorage(engine, sealer)
     registry = Registry(
-        Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=CLUSTER_SCHEMAS), termination_delay=3600
+        Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=FEDERATION_SCHEMAS), termination_delay=3600
     )
     await storage.start()
     await registry.create(NAMESPACES, "", {"metadata": {"name": "leftover"}}, WriteOptions())
@@ -147,8 +147,8 @@ async def test_a_late_termination_spares_a_namespace_recreated_under_the_same_na
     engines = [make_engine(url, pool_size=2) for _ in range(2)]
     slow_storage, quick_storage = (PostgresStorage(e, sealer) for e in engines)
     kinds = Scheme(FEDERATION_KINDS)
-    slow = Registry(kinds, slow_storage, SchemaSet(extra=CLUSTER_SCHEMAS), termination_delay=1.5)
-    quick = Registry(kinds, quick_storage, SchemaSet(extra=CLUSTER_SCHEMAS), termination_delay=0)
+    slow = Registry(kinds, slow_storage, SchemaSet(extra=FEDERATION_SCHEMAS), termination_delay=1.5)
+    quick = Registry(kinds, quick_storage, SchemaSet(extra=FEDERATION_SCHEMAS), termination_delay=0)
     opts = WriteOptions()
     await slow.create(NAMESPACES, "", {"metadata": {"name": "shop"}}, opts)
     await slow.create(SECRETS, "shop", {"metadata": {"name": "old"}}, opts)
