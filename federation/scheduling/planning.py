@@ -1,0 +1,109 @@
+"""Placement plans: which member clusters get a federated object, and how many replicas each runs.
+
+It exists so that the scheduling controller and ``fedctl plan`` answer "where does this go" from the
+same inputs the same way: the object's annotations, what is known of each member cluster, and (for a
+ReplicaSet) its total, current replicas and capacity estimates. Guarantees:
+
+* Every cluster passed in is either eligible (a key of :attr:`Plan.replicas`) or excluded (a key of
+  :attr:`Plan.excluded`, with one reason), never both; both mappings are sorted by cluster name.
+* Reasons, first that applies: ``Offline`` (not ready: Offline or unknown health), ``Cordoned``
+  (``spec.unschedulable``), ``SelectorMismatch`` (the cluster selector does not match its labels),
+  ``NotInPreferences`` (a ReplicaSet's preferences name neither it nor ``*``).
+* ``total=None`` (a Namespace or Secret): every eligible cluster maps to 0 and the replica-set
+  preferences are not read at all (a bad one is not this object's error). ``total`` an integer (a
+  ReplicaSet): the division of ``division.divide`` over the eligible clusters, with weight and
+  bounds from the preferences, ``capacity`` (absent: unbounded; a negative estimate counts as 0) and
+  ``current`` (absent: 0). Replicas running in an excluded cluster are not counted as current, so
+  they are divided among the eligible clusters (failover).
+* A bad annotation raises :class:`PlacementError`; the same inputs always give the same plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from federation.apis import CLUSTER_SELECTOR, REPLICA_SET_PREFERENCES
+from federation.scheduling.division import Target, divide
+from federation.scheduling.preferences import parse_preferences
+from federation.scheduling.selection import parse_cluster_selector, selector_matches
+
+OFFLINE = "Offline"
+CORDONED = "Cordoned"
+SELECTOR_MISMATCH = "SelectorMismatch"
+NOT_IN_PREFERENCES = "NotInPreferences"
+
+_NOTHING: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What the controllers know of a member cluster."""
+
+    name: str
+    labels: Mapping[str, str] = field(hash=False)
+    ready: bool
+    """False: Offline or unknown health."""
+    cordoned: bool
+    """The Cluster's ``spec.unschedulable``."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Eligible cluster -> replicas, the shortfall, and excluded cluster -> why."""
+
+    replicas: Mapping[str, int] = field(hash=False)
+    unschedulable: int
+    excluded: Mapping[str, str] = field(hash=False)
+
+
+def plan(
+    *,
+    annotations: Mapping[str, str],
+    clusters: Sequence[ClusterState],
+    total: int | None,
+    current: Mapping[str, int] = _NOTHING,
+    capacity: Mapping[str, int] = _NOTHING,
+) -> Plan:
+    """The placement of one federated object (see the module docstring)."""
+    requirements = parse_cluster_selector(annotations.get(CLUSTER_SELECTOR))
+    preferences = parse_preferences(annotations.get(REPLICA_SET_PREFERENCES)) if total is not None else None
+    by_name: dict[str, ClusterState] = {}
+    for cluster in clusters:
+        if cluster.name in by_name:
+            raise ValueError(f"cluster {cluster.name!r} is listed twice")
+        by_name[cluster.name] = cluster
+    eligible: list[str] = []
+    excluded: dict[str, str] = {}
+    for name in sorted(by_name):
+        cluster = by_name[name]
+        if not cluster.ready:
+            excluded[name] = OFFLINE
+        elif cluster.cordoned:
+            excluded[name] = CORDONED
+        elif not selector_matches(requirements, cluster.labels):
+            excluded[name] = SELECTOR_MISMATCH
+        elif preferences is not None and preferences.for_cluster(name) is None:
+            excluded[name] = NOT_IN_PREFERENCES
+        else:
+            eligible.append(name)
+    if total is None or preferences is None:
+        return Plan(MappingProxyType(dict.fromkeys(eligible, 0)), 0, MappingProxyType(excluded))
+    targets = []
+    for name in eligible:
+        preference = preferences.for_cluster(name)
+        assert preference is not None  # NotInPreferences above
+        estimate = capacity.get(name)
+        targets.append(
+            Target(
+                name=name,
+                weight=preference.weight,
+                min_replicas=preference.min_replicas,
+                max_replicas=preference.max_replicas,
+                capacity=None if estimate is None else max(0, estimate),
+                current=current.get(name, 0),
+            )
+        )
+    division = divide(total, targets, rebalance=preferences.rebalance)
+    return Plan(division.replicas, division.unschedulable, MappingProxyType(excluded))
