@@ -1,0 +1,261 @@
+"""The member clusters as the controllers see them: a client and watches per registered Cluster.
+
+For every Cluster in the federation, :class:`Fleet` keeps one :class:`Seat`: the member client built
+from the Cluster and its credentials Secret (``spec.secretRef`` in ``federation-system``), and
+informers in the member of what the federation manages there (Namespaces, Secrets, ReplicaSets and
+Pods selected by the ``federation.io/managed-by`` label), so that status and drift arrive as watch
+events, never by polling. A Cluster whose server or credentials change gets a new client and new
+watches; a Cluster removed loses them. Bad credentials are kept as :attr:`Seat.credentials_error`,
+for the health controller to show as a condition on the Cluster (never a traceback).
+
+Readiness is what the health controller last wrote on the Cluster (``status.conditions`` Ready), read
+from the federation's own cache, so that every controller, and a controller restarted, agrees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from federation.apimachinery import (
+    NAMESPACES,
+    REPLICASETS,
+    SECRETS,
+    Handlers,
+    Informer,
+    Obj,
+    ResourceType,
+    meta,
+)
+from federation.apis import MANAGED_BY_LABEL, SYSTEM_NAMESPACE
+from federation.controllers.desired import MANAGER
+from federation.members import (
+    Credentials,
+    CredentialsError,
+    Member,
+    MemberClient,
+    Timeouts,
+    credentials_from_secret,
+)
+from federation.settings import ControllerSettings
+
+log = logging.getLogger(__name__)
+
+PODS: Final = ResourceType("", "v1", "Pod", "pods", "pod", True, "io.k8s.api.core.v1.Pod")
+PROPAGATED_KINDS: Final = (NAMESPACES, SECRETS, REPLICASETS)
+WATCHED_KINDS: Final = (*PROPAGATED_KINDS, PODS)
+SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGER}"
+OWNER_INDEX: Final = "owner"
+"""Pods by ``namespace/replicaset`` of their owner."""
+
+MemberChanged = Callable[[str, ResourceType, Obj], None]
+"""Called with (cluster, kind, object) for every change a member watch reports."""
+
+
+def is_ready(cluster: Obj) -> bool:
+    """Whether the health controller last found ``cluster`` Ready."""
+    for cond in (cluster.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def is_cordoned(cluster: Obj) -> bool:
+    return bool((cluster.get("spec") or {}).get("unschedulable"))
+
+
+def _owner_values(pod: Obj) -> list[str]:
+    m = pod.get("metadata") or {}
+    return [
+        f"{m.get('namespace', '')}/{ref.get('name', '')}"
+        for ref in m.get("ownerReferences") or []
+        if ref.get("kind") == "ReplicaSet"
+    ]
+
+
+@dataclass
+class Seat:
+    """One member cluster's client and watches."""
+
+    name: str
+    cluster: Obj
+    credentials: Credentials | None = None
+    credentials_error: str | None = None
+    member: Member | None = None
+    informers: dict[str, Informer] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return is_ready(self.cluster)
+
+    @property
+    def cordoned(self) -> bool:
+        return is_cordoned(self.cluster)
+
+    def informer(self, rt: ResourceType) -> Informer | None:
+        return self.informers.get(rt.plural)
+
+    def synced(self, rt: ResourceType) -> bool:
+        informer = self.informers.get(rt.plural)
+        return informer is not None and informer.synced
+
+    def copy_of(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
+        """The member's copy as last watched (None: none, or no watch yet)."""
+        informer = self.informers.get(rt.plural)
+        return None if informer is None else informer.get(namespace if rt.namespaced else "", name)
+
+    def pods_of(self, namespace: str, replicaset: str) -> list[Obj]:
+        informer = self.informers.get(PODS.plural)
+        return [] if informer is None else informer.by_index(OWNER_INDEX, f"{namespace}/{replicaset}")
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+        self.informers.clear()
+        if self.member is not None:
+            await self.member.close()
+            self.member = None
+
+
+class Fleet:
+    """Every registered member cluster's :class:`Seat` (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        on_member_change: MemberChanged,
+        on_seat_change: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.seats: dict[str, Seat] = {}
+        self._on_member_change = on_member_change
+        self._on_seat_change = on_seat_change
+        self._secrets: dict[str, Obj] = {}
+
+    def get(self, name: str) -> Seat | None:
+        return self.seats.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.seats)
+
+    # ------------------------------------------------------------------ following the federation
+
+    def cluster_changed(self, cluster: Obj) -> None:
+        name = str(meta(cluster).get("name", ""))
+        seat = self.seats.get(name)
+        if seat is None:
+            seat = self.seats[name] = Seat(name, cluster)
+            self._connect(seat)
+            return
+        old, seat.cluster = seat.cluster, cluster
+        if (old.get("spec") or {}).get("server") != (cluster.get("spec") or {}).get("server") or (
+            (old.get("spec") or {}).get("secretRef") != (cluster.get("spec") or {}).get("secretRef")
+        ):
+            self._reconnect(seat)
+
+    def cluster_deleted(self, cluster: Obj) -> None:
+        seat = self.seats.pop(str(meta(cluster).get("name", "")), None)
+        if seat is not None:
+            asyncio.get_running_loop().create_task(seat.close())
+            self._on_seat_change(seat.name)
+
+    def secret_changed(self, secret: Obj) -> None:
+        m = meta(secret)
+        if m.get("namespace") != SYSTEM_NAMESPACE:
+            return
+        name = str(m.get("name", ""))
+        old = self._secrets.get(name)
+        self._secrets[name] = secret
+        if old is not None and old.get("data") == secret.get("data"):
+            return
+        for seat in self.seats.values():
+            if self._secret_name(seat.cluster) == name:
+                self._reconnect(seat)
+
+    def secret_deleted(self, secret: Obj) -> None:
+        m = meta(secret)
+        if m.get("namespace") != SYSTEM_NAMESPACE:
+            return
+        name = str(m.get("name", ""))
+        self._secrets.pop(name, None)
+        for seat in self.seats.values():
+            if self._secret_name(seat.cluster) == name:
+                self._reconnect(seat)
+
+    @staticmethod
+    def _secret_name(cluster: Obj) -> str:
+        return str(((cluster.get("spec") or {}).get("secretRef") or {}).get("name") or "")
+
+    # ------------------------------------------------------------------ connecting to members
+
+    def _reconnect(self, seat: Seat) -> None:
+        old_tasks, old_member = list(seat.tasks), seat.member
+        seat.tasks, seat.informers, seat.member = [], {}, None
+
+        async def close_old() -> None:
+            for task in old_tasks:
+                task.cancel()
+            for task in old_tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if old_member is not None:
+                await old_member.close()
+
+        asyncio.get_running_loop().create_task(close_old())
+        self._connect(seat)
+
+    def _connect(self, seat: Seat) -> None:
+        secret_name = self._secret_name(seat.cluster)
+        secret = self._secrets.get(secret_name) if secret_name else None
+        try:
+            seat.credentials = credentials_from_secret(seat.cluster, secret)
+        except CredentialsError as err:
+            seat.credentials, seat.credentials_error = None, str(err)
+            log.warning("cluster %s: %s", seat.name, err)
+            self._on_seat_change(seat.name)
+            return
+        seat.credentials_error = None
+        timeouts = Timeouts(
+            connect=self.settings.member_connect_timeout, read=self.settings.member_read_timeout
+        )
+        client = MemberClient(
+            seat.name, seat.credentials, timeouts=timeouts, pool_size=self.settings.member_concurrency + 2
+        )
+        seat.member = Member(client, concurrency=self.settings.member_concurrency)
+        for rt in WATCHED_KINDS:
+            informer = Informer(
+                seat.member.source(rt, label_selector=SELECTOR),
+                name=f"{seat.name}/{rt.plural}",
+            )
+            if rt is PODS:
+                informer.add_index(OWNER_INDEX, _owner_values)
+            informer.add_handlers(self._handlers(seat.name, rt))
+            seat.informers[rt.plural] = informer
+            seat.tasks.append(
+                asyncio.get_running_loop().create_task(informer.run(), name=f"informer {informer.name}")
+            )
+        self._on_seat_change(seat.name)
+
+    def _handlers(self, cluster: str, rt: ResourceType) -> Handlers:
+        def changed(obj: Obj) -> None:
+            self._on_member_change(cluster, rt, obj)
+
+        return Handlers(
+            on_add=changed,
+            on_update=lambda old, new: changed(new),
+            on_delete=changed,
+        )
+
+    async def close(self) -> None:
+        seats, self.seats = list(self.seats.values()), {}
+        await asyncio.gather(*(seat.close() for seat in seats))

@@ -1,0 +1,289 @@
+"""The controller manager: the federation's informers, the member fleet, and every controller's queue.
+
+One :class:`ControllerManager` runs all controllers over one storage (the federation's Postgres), in
+``fedctl up`` beside the API server or alone in ``federation-controller``. It follows the federation
+(Clusters, Secrets, Namespaces, ReplicaSets, Placements) with informers, so changes arrive at once
+through the store's watch, with a periodic resync (``FEDERATION_RESYNC_PERIOD``) as a safety net,
+and turns every change into keys on queues:
+
+* a Cluster added, changed or removed: the fleet connects to it (client, member watches), the health
+  controller probes it, and every federated object is planned again when its readiness, labels or
+  cordon changed (failover is this, at once);
+* a credentials Secret in ``federation-system`` changed: the fleet reconnects the clusters naming it;
+* a federated Namespace, Secret or ReplicaSet changed: it is planned again;
+* a member's copy (or, for a ReplicaSet, one of its pods) changed: that member is reconciled for it,
+  its status is summed again, and a ReplicaSet is planned again (make-before-break and capacity
+  depend on what members report).
+
+It also removes the federation's Events older than ``FEDERATION_EVENT_RETENTION`` and reports each
+queue's depth. Nothing here decides anything: the controllers do (health, placing, propagation,
+status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import socket
+from typing import Final
+
+from federation import metrics
+from federation.apimachinery import (
+    EVENTS,
+    NAMESPACES,
+    REPLICASETS,
+    SECRETS,
+    EventRecorder,
+    Handlers,
+    Informer,
+    NotFound,
+    Obj,
+    Registry,
+    ResourceType,
+    SchemaSet,
+    Scheme,
+    Storage,
+    StorageSource,
+    WorkQueue,
+    meta,
+    now_rfc3339,
+    parse_rfc3339,
+)
+from federation.apis import CLUSTERS, FEDERATION_KINDS, FEDERATION_SCHEMAS, PLACEMENTS, SYSTEM_NAMESPACE
+from federation.controllers.fleet import PODS, Fleet, is_cordoned, is_ready
+from federation.controllers.health import HealthController
+from federation.controllers.placing import KINDS, FedKey, Placer, key_of
+from federation.controllers.propagation import Propagator
+from federation.controllers.status import StatusController
+from federation.settings import ControllerSettings
+
+log = logging.getLogger(__name__)
+
+COMPONENT: Final = "federation-controller"
+HOUSEKEEPING_PERIOD: Final = 5.0
+
+
+class ControllerManager:
+    """Every controller of the federation over ``storage`` (see the module docstring)."""
+
+    def __init__(self, storage: Storage, *, settings: ControllerSettings, host: str | None = None) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.registry = Registry(Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=FEDERATION_SCHEMAS))
+        self.recorder = EventRecorder(storage, host=host or socket.gethostname(), component=COMPONENT)
+        resync = settings.resync_period or None
+        self.informers: dict[str, Informer] = {
+            rt.plural: Informer(
+                StorageSource(storage, rt), name=f"federation/{rt.plural}", resync_period=resync
+            )
+            for rt in (NAMESPACES, SECRETS, REPLICASETS)
+        }
+        self.clusters = Informer(StorageSource(storage, CLUSTERS), name="federation/clusters")
+        self.placements = Informer(StorageSource(storage, PLACEMENTS), name="federation/placements")
+        self.observed: dict[tuple[str, FedKey], str] = {}
+        self.fleet = Fleet(settings, on_member_change=self._member_changed, on_seat_change=self._seat_changed)
+        self.health = HealthController(
+            fleet=self.fleet, registry=self.registry, recorder=self.recorder, settings=settings
+        )
+        self.placer = Placer(
+            registry=self.registry,
+            recorder=self.recorder,
+            fleet=self.fleet,
+            informers=self.informers,
+            placements=self.placements,
+            settings=settings,
+            propagate=self._propagate,
+            on_planned=self._planned,
+        )
+        self.propagator = Propagator(
+            fleet=self.fleet,
+            placer=self.placer,
+            informers=self.informers,
+            recorder=self.recorder,
+            settings=settings,
+            on_result=self._planned,
+        )
+        self.status = StatusController(
+            registry=self.registry,
+            fleet=self.fleet,
+            placer=self.placer,
+            propagator=self.propagator,
+            informers=self.informers,
+            observed=self.observed,
+            placements=self.placements,
+        )
+        self.health_queue: WorkQueue[str] = WorkQueue(self.health.reconcile, name="health", workers=256)
+        self.placing_queue: WorkQueue[FedKey] = WorkQueue(self.placer.reconcile, name="placement", workers=4)
+        self.status_queue: WorkQueue[FedKey] = WorkQueue(self.status.reconcile, name="status", workers=4)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Run every controller until cancelled."""
+        try:
+            await self._start()
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.close()
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        followed = [*self.informers.values(), self.clusters, self.placements]
+        for informer in followed:
+            self._tasks.append(loop.create_task(informer.run(), name=f"informer {informer.name}"))
+        await asyncio.gather(*(informer.wait_synced() for informer in followed))
+        # Credentials first, so that the clusters' first connections find them.
+        self.informers[SECRETS.plural].add_handlers(
+            Handlers(
+                on_add=self._secret_changed,
+                on_update=lambda _, new: self._secret_changed(new),
+                on_delete=self._secret_deleted,
+            )
+        )
+        self.clusters.add_handlers(
+            Handlers(
+                on_add=self._cluster_added, on_update=self._cluster_updated, on_delete=self._cluster_deleted
+            )
+        )
+        for plural in (NAMESPACES.plural, REPLICASETS.plural):
+            rt = KINDS[plural]
+            self.informers[plural].add_handlers(self._federated_handlers(rt))
+        for queue in (self.health_queue, self.placing_queue, self.status_queue):
+            self._tasks.append(loop.create_task(queue.run(), name=f"queue {queue.name}"))
+        self._tasks.append(loop.create_task(self._housekeeping(), name="controller housekeeping"))
+        self.started.set()
+        log.info("controllers started: %d clusters", len(self.fleet.seats))
+
+    async def close(self) -> None:
+        for queue in (self.health_queue, self.placing_queue, self.status_queue):
+            queue.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.propagator.close()
+        await self.fleet.close()
+
+    def idle(self) -> bool:
+        """No key waiting or running anywhere (for tests and benchmarks)."""
+        return self.placing_queue.idle and self.status_queue.idle and self.propagator.idle()
+
+    # ------------------------------------------------------------------ federation handlers
+
+    def _federated_handlers(self, rt: ResourceType) -> Handlers:
+        def changed(obj: Obj) -> None:
+            self.placing_queue.add(key_of(rt, obj))
+
+        return Handlers(on_add=changed, on_update=lambda _, new: changed(new), on_delete=changed)
+
+    def _secret_changed(self, secret: Obj) -> None:
+        if meta(secret).get("namespace") == SYSTEM_NAMESPACE:
+            self.fleet.secret_changed(secret)
+        else:
+            self.placing_queue.add(key_of(SECRETS, secret))
+
+    def _secret_deleted(self, secret: Obj) -> None:
+        if meta(secret).get("namespace") == SYSTEM_NAMESPACE:
+            self.fleet.secret_deleted(secret)
+        else:
+            self.placing_queue.add(key_of(SECRETS, secret))
+
+    def _cluster_added(self, cluster: Obj) -> None:
+        self.fleet.cluster_changed(cluster)
+        self.health_queue.add(str(meta(cluster).get("name", "")))
+        self._plan_everything()
+
+    def _cluster_updated(self, old: Obj, new: Obj) -> None:
+        self.fleet.cluster_changed(new)
+        became_ready = is_ready(new) and not is_ready(old)
+        if (
+            became_ready
+            or is_ready(old) != is_ready(new)
+            or is_cordoned(old) != is_cordoned(new)
+            or (old.get("metadata") or {}).get("labels") != (new.get("metadata") or {}).get("labels")
+        ):
+            if became_ready:
+                self.placer.look_again()
+            self._plan_everything()
+
+    def _cluster_deleted(self, cluster: Obj) -> None:
+        name = str(meta(cluster).get("name", ""))
+        self.fleet.cluster_deleted(cluster)
+        self.health.forget(name)
+        asyncio.get_running_loop().create_task(self.propagator.drop(name))
+        self._plan_everything()
+
+    def _plan_everything(self) -> None:
+        for plural, informer in self.informers.items():
+            rt = KINDS[plural]
+            for namespace, name in informer.keys():  # noqa: SIM118 - an Informer, not a dict
+                self.placing_queue.add((rt.plural, namespace if rt.namespaced else "", name))
+
+    # ------------------------------------------------------------------ member handlers
+
+    def _seat_changed(self, cluster: str) -> None:
+        self.health_queue.add(cluster)
+        self.placer.look_again()
+        self._plan_everything()
+
+    def _member_changed(self, cluster: str, rt: ResourceType, obj: Obj) -> None:
+        m = obj.get("metadata") or {}
+        if rt is PODS:
+            owners = [
+                ref.get("name") for ref in m.get("ownerReferences") or [] if ref.get("kind") == "ReplicaSet"
+            ]
+            if not owners:
+                return
+            key: FedKey = (REPLICASETS.plural, str(m.get("namespace", "")), str(owners[0]))
+            self.placing_queue.add(key)
+            return
+        key = key_of(rt, obj)
+        self.observed[(cluster, key)] = now_rfc3339()
+        self._propagate(cluster, key)
+        self.status_queue.add(key)
+        if rt is REPLICASETS:
+            self.placing_queue.add(key)
+
+    def _propagate(self, cluster: str, key: FedKey) -> None:
+        self.propagator.enqueue(cluster, key)
+
+    def _planned(self, key: FedKey) -> None:
+        self.status_queue.add(key)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_PERIOD)
+            for queue in (self.health_queue, self.placing_queue, self.status_queue):
+                metrics.WORKQUEUE_DEPTH.labels(queue.name).set(len(queue))
+            for cluster, queue in list(self.propagator.queues.items()):
+                metrics.WORKQUEUE_DEPTH.labels(f"propagation/{cluster}").set(len(queue))
+            try:
+                await self._expire_events()
+            except Exception:
+                log.exception("removing expired events failed")
+
+    async def _expire_events(self) -> None:
+        """Remove this component's Events whose last occurrence is older than the retention."""
+        retention = self.settings.event_retention
+        if not retention:
+            return
+        page = await self.storage.list(EVENTS, None, match=_ours)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=retention)
+        for event in page.items:
+            stamp = parse_rfc3339(str(event.get("lastTimestamp") or event.get("firstTimestamp") or ""))
+            if stamp is not None and stamp < cutoff:
+                with contextlib.suppress(NotFound):
+                    m = meta(event)
+                    await self.storage.delete(EVENTS, str(m.get("namespace", "")), str(m.get("name", "")))
+
+
+def _ours(event: Obj) -> bool:
+    return (event.get("source") or {}).get("component") == COMPONENT
