@@ -8,8 +8,8 @@ A watch is one long HTTP response of newline-delimited events (DESIGN.md "API co
   and BOOKMARK with the version to resume from;
 * an ``ERROR`` event raises what its Status stands for (410 ``Expired`` -> ``Gone``: relist);
 * the stream's end (the server's ``timeoutSeconds``) ends the iteration; a broken or silent
-  connection (no byte for the read timeout, which must exceed the server's bookmark period) raises
-  a translated :class:`~federation.members.MemberUnreachable`.
+  connection (no byte for the read timeout, which must exceed how long the server may stay quiet)
+  raises a translated :class:`~federation.members.MemberUnreachable`.
 
 :meth:`WatchStream.stop` may be called from any thread: it shuts the socket down, so a reader
 blocked on it returns at once and the iteration ends quietly (no error for a stop that was asked
