@@ -233,6 +233,20 @@ async def postgres(
         await engine.dispose()
 
 
+@pytest.fixture
+async def federation_storage(make_database: MakeDatabase, sealer: Sealer) -> AsyncIterator[PostgresStorage]:
+    """A started PostgresStorage on a migrated database of the test's own (the controllers' tests
+    each start from an empty federation)."""
+    engine = make_engine(make_database(), pool_size=8)
+    storage = PostgresStorage(engine, sealer, poll_interval=0.1)
+    await storage.start()
+    try:
+        yield storage
+    finally:
+        await storage.close()
+        await engine.dispose()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A test that leaves a child process running (a server it started) fails the run."""
     import time

@@ -29,9 +29,8 @@ def sim(tmp_path: Path) -> Iterator[Simulator]:
 
 
 @pytest.fixture
-async def manager(postgres, sim: Simulator) -> AsyncIterator[ControllerManager]:  # type: ignore[no-untyped-def]
-    storage: PostgresStorage = await postgres()
-    m = ControllerManager(storage, settings=fast_settings())
+async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
+    m = ControllerManager(federation_storage, settings=fast_settings())
     await register(m, sim)
     async with running(m):
         await all_ready(m, sim.names)
