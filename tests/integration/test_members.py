@@ -153,6 +153,28 @@ def test_insecure_skip_verify_reaches_the_member_without_a_ca(sim: Simulator) ->
         made.close()
 
 
+def test_a_client_certificate_is_kept_in_private_files_until_close(sim: Simulator) -> None:
+    good = credentials(sim, WELL)
+    bundle = generate_bundle()
+    with_cert = Credentials(
+        server=good.server,
+        token=good.token,
+        ca_pem=good.ca_pem,
+        client_cert_pem=bundle.cert_pem.decode(),
+        client_key_pem=bundle.key_pem.decode(),
+    )
+    made = MemberClient(WELL, with_cert, timeouts=FAST)
+    key_file = Path(made._api.configuration.key_file)
+    try:
+        assert made.version() == "v1.32.4-sim"  # the certificate is offered; the token authenticates
+        assert key_file.read_text() == bundle.key_pem.decode()
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert key_file.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        made.close()
+    assert not key_file.parent.exists()
+
+
 def test_a_server_not_signed_by_the_ca_is_a_tls_error(sim: Simulator) -> None:
     good = credentials(sim, WELL)
     stranger = Credentials(server=good.server, token=good.token, ca_pem=generate_bundle().ca_pem.decode())
