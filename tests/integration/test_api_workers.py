@@ -177,9 +177,10 @@ def test_each_worker_gets_the_spec_of_its_slot() -> None:
     and says when a worker is started again. Each worker prints its spec and ends."""
     program = (
         "from federation.api.workers import Supervisor\n"
+        "from tests.worker_targets import say\n"
         "def per_worker(spec, slot, *, restarted):\n"
         "    return f'{spec} {slot} ' + ('again' if restarted else 'first')\n"
-        "Supervisor(print, 'worker', count=2, per_worker=per_worker).run()"
+        "Supervisor(say, 'worker', count=2, per_worker=per_worker).run()"
     )
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
