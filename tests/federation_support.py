@@ -15,7 +15,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from federation.apimachinery import NAMESPACES, REPLICASETS, SECRETS, KubeContext, NotFound, Obj, WriteOptions
+from prometheus_client import REGISTRY
+
+from federation.apimachinery import (
+    EVENTS,
+    NAMESPACES,
+    REPLICASETS,
+    SECRETS,
+    KubeContext,
+    NotFound,
+    Obj,
+    WriteOptions,
+)
 from federation.apis import CLUSTERS, REGION_LABEL, SYSTEM_NAMESPACE
 from federation.controllers import ControllerManager
 from federation.settings import ControllerSettings
@@ -139,3 +150,19 @@ def member_get(sim: Simulator, cluster: str, rt: Any, namespace: str, name: str)
         return sim.call(sim.cluster(cluster).storage.get(rt, namespace, name))
     except NotFound:
         return None
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric's value in this process's Prometheus registry (0 when never set)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def events_about(manager: ControllerManager, namespace: str, name: str, *, reason: str) -> list[Obj]:
+    """The federation's Events of ``reason`` about the object ``name`` (Events of a cluster-scoped
+    object are in ``default``)."""
+    page = await manager.storage.list(EVENTS, namespace)
+    return [
+        e
+        for e in page.items
+        if (e.get("involvedObject") or {}).get("name") == name and e.get("reason") == reason
+    ]
