@@ -3,10 +3,11 @@
 For every Cluster in the federation, :class:`Fleet` keeps one :class:`Seat`: the member client built
 from the Cluster and its credentials Secret (``spec.secretRef`` in ``federation-system``), and
 informers in the member of what the federation manages there (Namespaces, Secrets, ReplicaSets and
-Pods selected by the ``federation.io/managed-by`` label), so that status and drift arrive as watch
-events, never by polling. A Cluster whose server or credentials change gets a new client and new
-watches; a Cluster removed loses them. Bad credentials are kept as :attr:`Seat.credentials_error`,
-for the health controller to show as a condition on the Cluster (never a traceback).
+Pods selected by the ``federation.io/managed-by`` label) and of its Warning Events, so that status,
+drift and trouble arrive as watch events, never by polling. A Cluster whose server or credentials
+change gets a new client and new watches; a Cluster removed loses them. Bad credentials are kept
+as :attr:`Seat.credentials_error`, for the health controller to show as a condition on the Cluster
+(never a traceback).
 
 Readiness is what the health controller last wrote on the Cluster (``status.conditions`` Ready), read
 from the federation's own cache, so that every controller, and a controller restarted, agrees.
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from federation.apimachinery import (
+    EVENTS,
     NAMESPACES,
     REPLICASETS,
     SECRETS,
@@ -49,6 +51,8 @@ PODS: Final = ResourceType("", "v1", "Pod", "pods", "pod", True, "io.k8s.api.cor
 PROPAGATED_KINDS: Final = (NAMESPACES, SECRETS, REPLICASETS)
 WATCHED_KINDS: Final = (*PROPAGATED_KINDS, PODS)
 SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGER}"
+WARNINGS: Final = "warnings"
+"""The seat's informer of the member's Warning Events (all of them; folded when about our objects)."""
 OWNER_INDEX: Final = "owner"
 """Pods by ``namespace/replicaset`` of their owner."""
 
@@ -135,8 +139,10 @@ class Fleet:
         *,
         on_member_change: MemberChanged,
         on_seat_change: Callable[[str], None],
+        on_member_warning: Callable[[str, Obj], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_member_warning = on_member_warning
         self.seats: dict[str, Seat] = {}
         self._on_member_change = on_member_change
         self._on_seat_change = on_seat_change
@@ -229,7 +235,10 @@ class Fleet:
             connect=self.settings.member_connect_timeout, read=self.settings.member_read_timeout
         )
         client = MemberClient(
-            seat.name, seat.credentials, timeouts=timeouts, pool_size=self.settings.member_concurrency + 2
+            seat.name,
+            seat.credentials,
+            timeouts=timeouts,
+            pool_size=self.settings.member_concurrency + 3 + len(WATCHED_KINDS),
         )
         seat.member = Member(client, concurrency=self.settings.member_concurrency)
         for rt in WATCHED_KINDS:
@@ -243,6 +252,21 @@ class Fleet:
             seat.informers[rt.plural] = informer
             seat.tasks.append(
                 asyncio.get_running_loop().create_task(informer.run(), name=f"informer {informer.name}")
+            )
+        if self._on_member_warning is not None:
+            warned = self._on_member_warning
+            events = Informer(
+                seat.member.source(EVENTS, field_selector="type=Warning"), name=f"{seat.name}/warnings"
+            )
+            events.add_handlers(
+                Handlers(
+                    on_add=lambda e, c=seat.name: warned(c, e),  # type: ignore[misc]
+                    on_update=lambda _, e, c=seat.name: warned(c, e),  # type: ignore[misc]
+                )
+            )
+            seat.informers[WARNINGS] = events
+            seat.tasks.append(
+                asyncio.get_running_loop().create_task(events.run(), name=f"informer {events.name}")
             )
         self._on_seat_change(seat.name)
 

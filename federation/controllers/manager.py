@@ -83,7 +83,14 @@ class ControllerManager:
         self.clusters = Informer(StorageSource(storage, CLUSTERS), name="federation/clusters")
         self.placements = Informer(StorageSource(storage, PLACEMENTS), name="federation/placements")
         self.observed: dict[tuple[str, FedKey], str] = {}
-        self.fleet = Fleet(settings, on_member_change=self._member_changed, on_seat_change=self._seat_changed)
+        self.fleet = Fleet(
+            settings,
+            on_member_change=self._member_changed,
+            on_seat_change=self._seat_changed,
+            on_member_warning=self._member_warning,
+        )
+        self._since = now_rfc3339()
+        """Member Warnings from before this start were folded by the process before (or are old)."""
         self.health = HealthController(
             fleet=self.fleet, registry=self.registry, recorder=self.recorder, settings=settings
         )
@@ -118,6 +125,7 @@ class ControllerManager:
         self.placing_queue: WorkQueue[FedKey] = WorkQueue(self.placer.reconcile, name="placement", workers=4)
         self.status_queue: WorkQueue[FedKey] = WorkQueue(self.status.reconcile, name="status", workers=4)
         self._tasks: list[asyncio.Task[None]] = []
+        self._warning_tasks: set[asyncio.Task[None]] = set()
         self.started = asyncio.Event()
 
     # ------------------------------------------------------------------ running
@@ -249,6 +257,40 @@ class ControllerManager:
         self.status_queue.add(key)
         if rt is REPLICASETS:
             self.placing_queue.add(key)
+
+    def _member_warning(self, cluster: str, event: Obj) -> None:
+        """Fold a member's Warning Event about one of our copies (or their pods) into the federated
+        object's Events, naming the cluster (FailedScheduling, FailedCreate, ...)."""
+        if str(event.get("lastTimestamp") or event.get("firstTimestamp") or "") < self._since:
+            return
+        seat = self.fleet.get(cluster)
+        involved = event.get("involvedObject") or {}
+        namespace, name, kind = (str(involved.get(k) or "") for k in ("namespace", "name", "kind"))
+        if seat is None or not name:
+            return
+        key: FedKey | None = None
+        if kind == "Pod":
+            pod = seat.copy_of(PODS, namespace, name)
+            owners = [r.get("name") for r in (pod or {}).get("metadata", {}).get("ownerReferences") or []]
+            if pod is not None and owners:
+                key = (REPLICASETS.plural, namespace, str(owners[0]))
+        elif kind in ("ReplicaSet", "Secret", "Namespace"):
+            rt = {"ReplicaSet": REPLICASETS, "Secret": SECRETS, "Namespace": NAMESPACES}[kind]
+            if seat.copy_of(rt, namespace, name) is not None:
+                key = key_of(rt, {"metadata": {"namespace": namespace, "name": name}})
+        if key is None:
+            return
+        federated = self.informers[key[0]].get(key[1], key[2])
+        if federated is None:
+            return
+        message = f"cluster {cluster}: {event.get('message', '')}"
+        reason = str(event.get("reason") or "Warning")
+        self._warning_tasks.add(
+            task := asyncio.get_running_loop().create_task(
+                self.recorder.record(federated, type="Warning", reason=reason, message=message)
+            )
+        )
+        task.add_done_callback(self._warning_tasks.discard)
 
     def _propagate(self, cluster: str, key: FedKey) -> None:
         self.propagator.enqueue(cluster, key)

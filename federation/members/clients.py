@@ -305,6 +305,7 @@ class MemberClient:
         *,
         since: int,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_seconds: int = 60,
     ) -> WatchStream:
         """The changes after ``since``, with bookmarks, until the server ends the stream after
@@ -323,6 +324,8 @@ class MemberClient:
         ]
         if label_selector:
             query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         read = timeout_seconds + self.timeouts.read
         path = rt.path(namespace)
 

@@ -95,9 +95,22 @@ class Member:
         call = functools.partial(self.client.delete, rt, namespace, name, uid=uid)
         await self._run(self._calls, call)
 
-    def source(self, rt: ResourceType, *, label_selector: str, timeout_seconds: int = 60) -> MemberSource:
+    def source(
+        self,
+        rt: ResourceType,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int = 60,
+    ) -> MemberSource:
         """An informer's :class:`~federation.apimachinery.Source` of ``rt`` in every namespace."""
-        return MemberSource(self, rt, label_selector=label_selector, timeout_seconds=timeout_seconds)
+        return MemberSource(
+            self,
+            rt,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            timeout_seconds=timeout_seconds,
+        )
 
     # ------------------------------------------------------------------ watches of the sources
 

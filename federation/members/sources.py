@@ -40,22 +40,32 @@ _Item = WatchEvent | ApiError | _End
 
 
 class MemberSource:
-    """One kind in every namespace of one member, narrowed by a label selector."""
+    """One kind in every namespace of one member, narrowed by a label and/or a field selector."""
 
     def __init__(
-        self, member: Member, rt: ResourceType, *, label_selector: str, timeout_seconds: int = 60
+        self,
+        member: Member,
+        rt: ResourceType,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int = 60,
     ) -> None:
         self.member = member
         self.rt = rt
         self.label_selector = label_selector
+        self.field_selector = field_selector
         self.timeout_seconds = timeout_seconds
         """How long each watch request lasts before the server ends it and the informer resumes."""
 
     def describe(self) -> str:
-        return f"{self.rt.plural} in cluster {self.member.name} ({self.label_selector})"
+        selected = ",".join(s for s in (self.label_selector, self.field_selector) if s)
+        return f"{self.rt.plural} in cluster {self.member.name} ({selected})"
 
     async def list(self) -> Listing:
-        return await self.member.list(self.rt, None, label_selector=self.label_selector)
+        return await self.member.list(
+            self.rt, None, label_selector=self.label_selector, field_selector=self.field_selector
+        )
 
     def watch(self, *, since: int) -> AsyncIterator[WatchEvent]:
         return self._follow(since)
@@ -68,6 +78,7 @@ class MemberSource:
             None,
             since=since,
             label_selector=self.label_selector,
+            field_selector=self.field_selector,
             timeout_seconds=self.timeout_seconds,
         )
 
