@@ -166,7 +166,8 @@ class Propagator:
             assert plan is not None
             desired = member_object(federated, replicas=plan[cluster])
             if current is None:
-                await self._create(seat, rt, key, federated, desired)
+                if await self._create(seat, rt, key, federated, desired):
+                    return Result()  # not ours, not to adopt: the conflict stays for status
             elif not is_current(current, desired):
                 drift = was_edited(current, desired)
                 await self._write(
@@ -199,7 +200,9 @@ class Propagator:
             self.on_result(key)
         return Result()
 
-    async def _create(self, seat: Seat, rt: ResourceType, key: FedKey, federated: Obj, desired: Obj) -> None:
+    async def _create(self, seat: Seat, rt: ResourceType, key: FedKey, federated: Obj, desired: Obj) -> bool:
+        """Create the copy (or adopt, or take back our own); True when the member holds an object of
+        that name the federation did not make and may not adopt (a conflict, nothing written)."""
         _, namespace, name = key
         member = seat.member
         assert member is not None
@@ -218,9 +221,9 @@ class Propagator:
                     metrics.PROPAGATION_TOTAL.labels(seat.name, rt.kind, "conflict").inc()
                     await self.recorder.record(federated, type="Warning", reason="Conflict", message=message)
                     self.on_result(key)
-                return
+                return True
             if is_current(existing, desired):  # ours, made a moment ago: the watch has not shown it yet
-                return
+                return False
             await self._write(
                 seat,
                 rt,
@@ -235,9 +238,10 @@ class Propagator:
                     reason="Adopted",
                     message=f"adopted the copy in cluster {seat.name}",
                 )
-            return
+            return False
         if (seat.name, key) in self._written:
             await self._drift(seat, rt, key, federated, "deleted")
+        return False
 
     async def _delete(self, seat: Seat, rt: ResourceType, key: FedKey, current: Obj) -> None:
         _, namespace, name = key
