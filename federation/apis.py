@@ -88,6 +88,20 @@ class ClusterStrategy(Strategy):
                 lambda o: ((o.get("metadata") or {}).get("labels") or {}).get(REGION_LABEL, ""),
             ),
             Column("Ready", "string", _ready),
+            Column("Version", "string", lambda o: (o.get("status") or {}).get("kubernetesVersion", "")),
+            Column(
+                "Nodes",
+                "string",
+                lambda o: ((o.get("status") or {}).get("capacity") or {}).get("nodes", ""),
+                priority=1,
+            ),
+            Column(
+                "Pods",
+                "string",
+                lambda o: ((o.get("status") or {}).get("capacity") or {}).get("pods", ""),
+                "Allocatable pods on the schedulable nodes.",
+                priority=1,
+            ),
         ]
 
 

@@ -22,6 +22,7 @@ from federation.apimachinery import (
     NAMESPACES,
     REPLICASETS,
     SECRETS,
+    AlreadyExists,
     KubeContext,
     NotFound,
     Obj,
@@ -66,8 +67,9 @@ async def register(
 ) -> None:
     """Register every simulated cluster of ``sim`` with the federation."""
     registry = manager.registry
-    with contextlib.suppress(Exception):
-        await registry.create(NAMESPACES, "", {"metadata": {"name": SYSTEM_NAMESPACE}}, WriteOptions())
+    for namespace in ("default", SYSTEM_NAMESPACE):  # as the API server makes them at its start
+        with contextlib.suppress(AlreadyExists):
+            await registry.create(NAMESPACES, "", {"metadata": {"name": namespace}}, WriteOptions())
     for name in sim.names:
         secret, cluster = cluster_objects(
             name, sim.cluster(name).kube_context(), labels=(labels or {}).get(name)
