@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -34,6 +35,8 @@ from federation.apimachinery import (
 )
 from federation.apis import FEDERATION_KINDS, FEDERATION_SCHEMAS, SYSTEM_NAMESPACE
 from federation.store import PostgresStorage, TokenStore
+
+log = logging.getLogger(__name__)
 
 INITIAL_NAMESPACES = ("default", SYSTEM_NAMESPACE)
 READY_TIMEOUT_SECONDS = 2.0
@@ -77,6 +80,16 @@ async def ensure_namespaces(registry: Registry) -> None:
             await registry.create(NAMESPACES, "", {"metadata": {"name": name}}, WriteOptions())
 
 
+async def _run_companion(
+    companion: Callable[[PostgresStorage], Awaitable[None]], storage: PostgresStorage
+) -> None:
+    """The companion until cancelled; should it fail, the server goes on and says so once."""
+    try:
+        await companion(storage)
+    except Exception:
+        log.exception("%s failed; the API server goes on without it", getattr(companion, "name", "companion"))
+
+
 def create_app(
     *,
     storage: PostgresStorage,
@@ -85,17 +98,26 @@ def create_app(
     metrics_open: bool = False,
     on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
     resume_terminations: bool = True,
+    companion: Callable[[PostgresStorage], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """The federation API server's app. ``resume_terminations``: finish the namespace terminations
-    a previous server left (one process of a server does; see ``runtime.worker_spec``)."""
+    a previous server left (one process of a server does; see ``runtime.worker_spec``).
+    ``companion``: run beside the server over its storage, from once the storage is started until
+    the server stops (``fedctl up``'s controllers), as a task of the server's event loop."""
     scheme = Scheme(FEDERATION_KINDS)
     schemas = SchemaSet(extra=FEDERATION_SCHEMAS)
     policy = SystemNamespacePolicy()
     registry = Registry(scheme, storage, schemas, policy=policy)
+    beside: list[asyncio.Task[None]] = []
 
     async def start() -> None:
         await storage.start()
         await ensure_namespaces(registry)
+        if companion is not None:
+            task = asyncio.get_running_loop().create_task(
+                _run_companion(companion, storage), name="companion"
+            )
+            beside.append(task)
         # Everything loaded so far (schemas, modules) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise stall requests for tens of ms.
         gc.freeze()
@@ -105,6 +127,10 @@ def create_app(
         gc.set_threshold(*GC_THRESHOLDS)
 
     async def stop() -> None:
+        for task in beside:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await storage.close()
         for hook in on_shutdown or []:
             await hook()

@@ -12,6 +12,11 @@ must happen once (the database, migrations, files, binding, the "serving on" lin
 first; each serving process then makes its own engine, storage and app (:func:`serve`). Of the
 workers, only the first resumes the namespace terminations a previous server left, so they run once
 per server, not once per worker (:func:`worker_spec`).
+
+A :class:`Companion` runs beside the server in the same event loop over the same storage: ``fedctl
+up`` hands the controllers down this way (the CLI layer builds it: this package may not import
+``federation.controllers``, a sibling). With several workers only the first runs it, as for the
+terminations; its metrics reach every worker's ``/metrics`` through the multiprocess sums.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import socket
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
@@ -217,6 +222,16 @@ async def write_client_files(url: str, listener: Listener, paths: Paths) -> None
     write_kubeconfig(paths.kubeconfig, Kubeconfig(contexts=(context,), current_context=CONTEXT_NAME))
 
 
+class Companion(Protocol):
+    """Something to run beside the API server over its storage, until cancelled. Picklable (it
+    travels to a worker process); ``description`` is the line ``fedctl up`` prints about it."""
+
+    @property
+    def description(self) -> str: ...
+
+    async def __call__(self, storage: PostgresStorage, /) -> None: ...
+
+
 @dataclass(frozen=True)
 class Worker:
     """What one serving process needs. Picklable: with several workers, each is started with it."""
@@ -231,6 +246,8 @@ class Worker:
     resumes_terminations: bool = True
     """Whether this process finishes the namespace terminations a previous server left (one
     process of a server does; see :func:`worker_spec`)."""
+    companion: Companion | None = None
+    """Run beside the server in this process (the first worker only; see :func:`worker_spec`)."""
 
 
 def worker_spec(worker: Worker, slot: int, *, restarted: bool) -> Worker:
@@ -239,8 +256,15 @@ def worker_spec(worker: Worker, slot: int, *, restarted: bool) -> Worker:
     server. A worker started again after an exit resumes them too, whatever its slot: the one before
     it may have ended in the middle of a termination it had begun (for a delete it served).
     Terminations tolerate a second runner (each pass checks the namespace's uid and deletes
-    conditionally), so the rare overlap this allows costs work, never correctness."""
-    return dataclasses.replace(worker, resumes_terminations=slot == 1 or restarted)
+    conditionally), so the rare overlap this allows costs work, never correctness.
+
+    The companion (``fedctl up``'s controllers) runs in slot 1 only, restarted or not: two running
+    at once would both act on the members."""
+    return dataclasses.replace(
+        worker,
+        resumes_terminations=slot == 1 or restarted,
+        companion=worker.companion if slot == 1 else None,
+    )
 
 
 async def serve(worker: Worker) -> None:
@@ -260,6 +284,7 @@ async def serve(worker: Worker) -> None:
             bootstrap_token=bootstrap,
             metrics_open=server_settings.metrics_open,
             resume_terminations=worker.resumes_terminations,
+            companion=worker.companion,
         ),
         log_level="warning",
         access_log=False,
@@ -299,10 +324,11 @@ def run(
     paths: Paths,
     upgrade: bool,
     create_files: bool,
+    companion: Companion | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. ``upgrade``: apply the migrations first (``fedctl up``); else
     refuse a database whose schema is not current (a deployment migrates as its own step).
-    ``create_files``: make the key, token and kubeconfig.
+    ``create_files``: make the key, token and kubeconfig. ``companion``: run beside the server.
 
     Everything that must happen once happens here, in this process; then this process serves
     (one worker) or supervises ``server_settings.workers`` processes that serve the same socket."""
@@ -325,7 +351,17 @@ def run(
                     "  kubectl get namespaces",
                     flush=True,
                 )
-            worker = Worker(url, paths, server_settings, security, listener, watch_window=db.watch_window)
+            if companion is not None:
+                print(companion.description, flush=True)
+            worker = Worker(
+                url,
+                paths,
+                server_settings,
+                security,
+                listener,
+                watch_window=db.watch_window,
+                companion=companion,
+            )
             if server_settings.workers == 1:
                 serve_forever(worker)
             else:
@@ -335,13 +371,27 @@ def run(
                 ).run()
 
 
-def run_up(*, data_dir: Path | None, port: int | None, workers: int | None = None) -> None:
+def run_up(
+    *,
+    data_dir: Path | None,
+    port: int | None,
+    workers: int | None = None,
+    companion: Companion | None = None,
+) -> None:
     """``fedctl up``: everything on one machine, in the foreground. ``port``, ``workers``: override
-    the settings (validated as they are)."""
+    the settings (validated as they are). ``companion``: run beside the server (the controllers)."""
     db = DatabaseSettings()
     overrides: dict[str, Any] = {
         name: value for name, value in (("port", port), ("workers", workers)) if value is not None
     }
     server_settings = ServerSettings(**overrides)
     paths = Paths((data_dir or db.data_dir).resolve())
-    run(db, server_settings, SecuritySettings(), paths=paths, upgrade=True, create_files=True)
+    run(
+        db,
+        server_settings,
+        SecuritySettings(),
+        paths=paths,
+        upgrade=True,
+        create_files=True,
+        companion=companion,
+    )

@@ -8,8 +8,13 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from federation.settings import describe_error
+from federation.cli.controlling import Controllers
+from federation.settings import ControllerSettings, describe_error
 
+NO_CONTROLLERS_OPTION = typer.Option(
+    "--no-controllers",
+    help="Serve the API only, as FEDERATION_CONTROLLERS=false does (for a separate federation-controller).",
+)
 WORKERS_OPTION = typer.Option(
     "--workers",
     min=1,
@@ -28,20 +33,23 @@ def up(
         int | None, typer.Option("--port", help="HTTPS port (default 6443; 0 picks a free one).")
     ] = None,
     workers: Annotated[int | None, WORKERS_OPTION] = None,
+    no_controllers: Annotated[bool, NO_CONTROLLERS_OPTION] = False,
 ) -> None:
-    """Run the federation API server (and its embedded Postgres) until Ctrl-C.
+    """Run the federation API server (and its embedded Postgres) with the controllers, until Ctrl-C.
 
     Example: fedctl up --data-dir ./data --port 6443 --workers 2
     then: KUBECONFIG=./data/federation.kubeconfig kubectl get ns
     """
-    _run(data_dir, port, workers)
+    _run(data_dir, port, workers, controllers=not no_controllers)
 
 
-def _run(data_dir: Path | None, port: int | None, workers: int | None) -> None:
+def _run(data_dir: Path | None, port: int | None, workers: int | None, *, controllers: bool) -> None:
     from federation.api import run_up
 
     try:
-        run_up(data_dir=data_dir, port=port, workers=workers)
+        settings = ControllerSettings()
+        companion = Controllers(settings) if controllers and settings.controllers else None
+        run_up(data_dir=data_dir, port=port, workers=workers, companion=companion)
     except ValidationError as err:
         typer.echo(f"error: {describe_error(err)}", err=True)
         raise typer.Exit(1) from None
@@ -54,6 +62,8 @@ def demo(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data dir (default ./data).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="HTTPS port (default 6443).")] = None,
     workers: Annotated[int | None, WORKERS_OPTION] = None,
+    no_controllers: Annotated[bool, NO_CONTROLLERS_OPTION] = False,
 ) -> None:
-    """The demo: for now the federation API server with its embedded Postgres (see `fedctl up`)."""
-    _run(data_dir, port, workers)
+    """The demo: for now the federation API server, its embedded Postgres and the controllers (see
+    `fedctl up` and docs/federation.md)."""
+    _run(data_dir, port, workers, controllers=not no_controllers)

@@ -1,0 +1,51 @@
+"""The controllers as ``fedctl up``'s companion: run beside the API server, in its event loop.
+
+``federation.api`` may not import ``federation.controllers`` (siblings in the layers), so the CLI,
+above both, builds :class:`Controllers` and hands it down through ``run_up``; the runtime starts it
+once the server's storage is started, over that one storage, and cancels it when the server stops
+(with several workers, in the first worker only). It is picklable: a worker process gets a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from federation.settings import ControllerSettings
+
+if TYPE_CHECKING:
+    from federation.store import PostgresStorage
+
+ANNOUNCEMENT = (
+    "controllers: running in this process (cluster health, placement, propagation, status); "
+    "--no-controllers or FEDERATION_CONTROLLERS=false turns them off"
+)
+
+
+@dataclass(frozen=True)
+class Controllers:
+    """Every controller of the federation, run over the API server's storage until cancelled."""
+
+    settings: ControllerSettings
+    description: str = ANNOUNCEMENT
+    name: str = "the controllers"
+
+    async def __call__(self, storage: PostgresStorage, /) -> None:
+        from federation.controllers import ControllerManager
+
+        show_transitions()
+        await ControllerManager(storage, settings=self.settings).run()
+
+
+def show_transitions() -> None:
+    """The controllers' INFO lines (a cluster Ready or Offline, drift put back) on stderr, as
+    ``federation-controller`` prints them, unless logging was set up otherwise."""
+    logger = logging.getLogger("federation.controllers")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
