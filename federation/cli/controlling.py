@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from federation.store import PostgresStorage
 
 ANNOUNCEMENT = (
-    "controllers: running in this process (cluster health, placement, propagation, status); "
+    "controllers: running beside the API server (cluster health, placement, propagation, status); "
     "--no-controllers or FEDERATION_CONTROLLERS=false turns them off"
 )
 
