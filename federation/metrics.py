@@ -82,6 +82,18 @@ def report_all_workers() -> None:
     MultiProcessCollector(REGISTRY, path=directory)  # type: ignore[no-untyped-call]
 
 
+def remove_series(metric: MetricWrapperBase, *labels: str) -> None:
+    """Drop one labelled series of ``metric`` (a cluster or an object that is gone). In the API
+    workers' multiprocess mode prometheus-client cannot remove a series (it warns): a gauge's is
+    set to 0 there instead, and the series stays until the process ends."""
+    if os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        if isinstance(metric, Gauge):
+            metric.labels(*labels).set(0)
+        return
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
 def leave_orphaned() -> None:
     """In a worker whose parent was killed (so it cannot clean up): remove this process's metric
     files, and the directory once no worker has any left in it (the last worker out does)."""

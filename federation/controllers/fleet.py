@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -92,6 +93,15 @@ class Seat:
     member: Member | None = None
     informers: dict[str, Informer] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    seen_at: float = field(default_factory=time.monotonic)
+    """When this process first saw the Cluster."""
+
+    @property
+    def judged(self) -> bool:
+        """Whether the health controller has said Ready or Offline of it (ever, in any process)."""
+        return any(
+            c.get("type") == "Ready" for c in (self.cluster.get("status") or {}).get("conditions") or []
+        )
 
     @property
     def ready(self) -> bool:

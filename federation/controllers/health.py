@@ -22,7 +22,6 @@ verdict or details changed, and asks the queue to come back after the rest of th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -83,8 +82,7 @@ class HealthController:
 
     def forget(self, name: str) -> None:
         self.streaks.pop(name, None)
-        with contextlib.suppress(KeyError):
-            metrics.CLUSTER_READY.remove(name)
+        metrics.remove_series(metrics.CLUSTER_READY, name)
 
     async def reconcile(self, name: str) -> Result:
         seat = self.fleet.get(name)

@@ -152,6 +152,9 @@ class Placer:
             obj = added
         previous = self.plans.get(key)
         seats = list(self.fleet.seats.values())
+        waiting = self._unjudged(seats)
+        if waiting is not None:
+            return Result(requeue_after=waiting)
         states = [
             ClusterState(
                 name=seat.name,
@@ -189,7 +192,7 @@ class Placer:
             desired, waiting = self._make_before_break(key, rt, desired, seats)
             if waiting:
                 requeue = min(requeue or 5.0, 5.0)
-            self._report_unschedulable(key, obj, decided.unschedulable)
+            await self._report_unschedulable(key, obj, decided.unschedulable)
         self.plans[key] = desired
         await self._write_placement(key, rt, obj, decided, desired)
         if previous != desired:
@@ -206,6 +209,21 @@ class Placer:
         return Result(requeue_after=requeue)
 
     # ------------------------------------------------------------------ pieces
+
+    def _unjudged(self, seats: list[Seat]) -> float | None:
+        """Seconds to wait before planning while a cluster just registered has no verdict yet (its
+        first probes take a second or two): planned without it, its share would go to the clusters
+        judged first, and without rebalance stay there. None: plan now. A cluster that gets no
+        verdict within a few probe periods does not hold anything up longer."""
+        settle = (
+            self.settings.probe_period
+            * (max(self.settings.failure_threshold, self.settings.success_threshold) + 1)
+            + self.settings.probe_timeout
+        )
+        now = time.monotonic()
+        pending = [seat.seen_at + settle - now for seat in seats if not seat.judged]
+        pending = [left for left in pending if left > 0]
+        return min(max(min(pending), 0.05), 0.5) if pending else None
 
     def look_again(self) -> None:
         """Have the next reconcile of every object queue all its copies (a cluster came back)."""
@@ -309,10 +327,20 @@ class Placer:
             held[cluster] = spec[cluster]
         return held, True
 
-    def _report_unschedulable(self, key: FedKey, obj: Obj, shortfall: int) -> None:
+    async def _report_unschedulable(self, key: FedKey, obj: Obj, shortfall: int) -> None:
+        """The shortfall in the metric, and a Warning Event whenever it changes to a new number (with
+        no room anywhere the plan itself does not change: the members keep what they have)."""
         _, namespace, name = key
+        before = self.unschedulable.get(key, 0)
         self.unschedulable[key] = shortfall
         metrics.REPLICASET_UNSCHEDULABLE_REPLICAS.labels(namespace, name).set(shortfall)
+        if shortfall and shortfall != before:
+            await self.recorder.record(
+                obj,
+                type="Warning",
+                reason="Unschedulable",
+                message=f"{shortfall} replicas fit in no eligible cluster",
+            )
 
     async def _announce(
         self,
@@ -326,13 +354,6 @@ class Placer:
             ", ".join(f"{c}={n}" if n is not None else c for c, n in sorted(desired.items())) or "no cluster"
         )
         await self.recorder.record(obj, type="Normal", reason="Scheduled", message=f"placed on {shares}")
-        if self.unschedulable.get(key):
-            await self.recorder.record(
-                obj,
-                type="Warning",
-                reason="Unschedulable",
-                message=f"{self.unschedulable[key]} replicas fit in no eligible cluster",
-            )
         moved = self._failed_over.setdefault(key, set())
         for cluster, reason in sorted(excluded.items()):
             had = (previous or {}).get(cluster)

@@ -18,7 +18,6 @@ Both writes happen only when something changed.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -159,16 +158,14 @@ class StatusController:
     def _remove_metric(self, key: FedKey, cluster: str) -> None:
         _, namespace, name = key
         for state in ("desired", "ready"):
-            with contextlib.suppress(KeyError):
-                metrics.REPLICASET_REPLICAS.remove(namespace, name, cluster, state)
+            metrics.remove_series(metrics.REPLICASET_REPLICAS, namespace, name, cluster, state)
         self._labelled.get(key, set()).discard(cluster)
 
     def _forget_metrics(self, key: FedKey) -> None:
         for cluster in list(self._labelled.get(key, set())):
             self._remove_metric(key, cluster)
         self._labelled.pop(key, None)
-        with contextlib.suppress(KeyError):
-            metrics.REPLICASET_UNSCHEDULABLE_REPLICAS.remove(key[1], key[2])
+        metrics.remove_series(metrics.REPLICASET_UNSCHEDULABLE_REPLICAS, key[1], key[2])
 
 
 def _replace_status(obj: Obj, status: dict[str, Any]) -> bool:
