@@ -266,11 +266,15 @@ class Placer:
         wake: float | None = None
         for seat in seats:
             pair = (key, seat.name)
-            pending = unschedulable_pods(seat.pods_of(namespace, name)) if seat.ready else 0
+            pods = seat.pods_of(namespace, name) if seat.ready else []
+            pending = unschedulable_pods(pods)
             if pending:
                 since = self._pending_since.setdefault(pair, now)
                 if now - since >= grace:
-                    limit = max(0, current.get(seat.name, 0) - pending)
+                    # What it could schedule: its pods that are not waiting for room (not its spec
+                    # minus the waiting ones: a spec just lowered, whose waiting pod the member has
+                    # not removed yet, would count a scheduled pod as missing room).
+                    limit = len(pods) - pending
                     known = self._full.get(pair)
                     self._full[pair] = (min(limit, known[0]) if known else limit, now + CAPACITY_MEMORY)
                 else:
