@@ -5,7 +5,7 @@ server serves these kinds, the controllers and the traffic controller read them,
 them, ``scheduling`` and ``members`` parse what they name. The simulated member clusters never import
 this module (an import-linter contract): a member cluster knows nothing of the federation.
 
-The kinds the federation API serves are the core kinds plus ``Cluster`` and ``Placement``
+The kinds the federation API serves are the core kinds, Services, and ``Cluster`` and ``Placement``
 (federation.io/v1alpha1).
 
 A Cluster names a member: ``spec.server`` (its API URL), ``spec.secretRef.name`` (a Secret in
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from federation.apimachinery import CORE_KINDS, Cause, Column, Obj, ResourceType, Strategy
+from federation.apimachinery import CORE_KINDS, SERVICES, Cause, Column, Obj, ResourceType, Strategy
 
 GROUP = "federation.io"
 VERSION = "v1alpha1"
@@ -323,5 +323,5 @@ PLACEMENTS = ResourceType(
     subresources=frozenset({"status"}),
 )
 
-FEDERATION_KINDS: tuple[ResourceType, ...] = (*CORE_KINDS, CLUSTERS, PLACEMENTS)
+FEDERATION_KINDS: tuple[ResourceType, ...] = (*CORE_KINDS, SERVICES, CLUSTERS, PLACEMENTS)
 FEDERATION_SCHEMAS: dict[str, dict[str, Any]] = {**CLUSTER_SCHEMAS, **PLACEMENT_SCHEMAS}

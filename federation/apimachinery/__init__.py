@@ -92,6 +92,14 @@ if TYPE_CHECKING:
     from federation.apimachinery.schema import SchemaSet
     from federation.apimachinery.selectors import LabelSelector, label_selector_from_object
     from federation.apimachinery.server import build_app
+    from federation.apimachinery.services import (
+        SERVICES,
+        ServiceStrategy,
+        service_external_ip,
+        service_ports,
+        service_ports_cell,
+        service_selector_cell,
+    )
     from federation.apimachinery.sockets import bind_tcp
     from federation.apimachinery.storage import EventType, ListPage, ObjectFilter, Storage, WatchEvent
     from federation.apimachinery.tables import AGE
@@ -149,6 +157,14 @@ _WHERE = {
     "resources": ("Column", "Obj", "ResourceType", "Scheme", "Strategy"),
     "schema": ("SchemaSet",),
     "selectors": ("LabelSelector", "label_selector_from_object"),
+    "services": (
+        "SERVICES",
+        "ServiceStrategy",
+        "service_external_ip",
+        "service_ports",
+        "service_ports_cell",
+        "service_selector_cell",
+    ),
     "server": ("build_app",),
     "sockets": ("bind_tcp",),
     "storage": ("EventType", "ListPage", "ObjectFilter", "Storage", "WatchEvent"),
@@ -166,6 +182,7 @@ __all__ = [
     "REPLICASETS",
     "ROLES",
     "SECRETS",
+    "SERVICES",
     "AlreadyExists",
     "ApiError",
     "Authenticator",
@@ -202,6 +219,7 @@ __all__ = [
     "Role",
     "SchemaSet",
     "Scheme",
+    "ServiceStrategy",
     "Source",
     "Storage",
     "StorageSource",
@@ -243,6 +261,10 @@ __all__ = [
     "parse_rfc3339",
     "read_kubeconfig",
     "rv_of",
+    "service_external_ip",
+    "service_ports",
+    "service_ports_cell",
+    "service_selector_cell",
     "static_token_authenticator",
     "unavailable",
     "write_atomically",

@@ -29,6 +29,7 @@ from federation.apimachinery import (
     Scheme,
     WriteOptions,
 )
+from federation.apis import CLUSTERS as CLUSTERS_KIND
 from federation.apis import FEDERATION_KINDS, FEDERATION_SCHEMAS
 from federation.sim import Simulator
 from federation.store import (
@@ -128,7 +129,7 @@ async def test_killed_mid_propagation_and_postgres_restarted_nothing_lost_nothin
         for name in CLUSTERS:
             secret, cluster = cluster_objects(name, sim.cluster(name).kube_context())
             await registry.create(SECRETS, "federation-system", secret, WriteOptions())
-            await registry.create(FEDERATION_KINDS[-2], "", cluster, WriteOptions())
+            await registry.create(CLUSTERS_KIND, "", cluster, WriteOptions())
         for i in range(RS_COUNT):
             await registry.create(REPLICASETS, "shop", replica_set(f"web-{i}", 3), WriteOptions())
         for i in range(SECRET_COUNT):

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from federation.apimachinery import service_external_ip, service_ports_cell
 from federation.apimachinery.errors import ApiError
 from federation.apimachinery.kinds import pull_policy
 from federation.apimachinery.resources import Obj
@@ -13,7 +14,7 @@ from federation.apimachinery.tables import columns_of
 from federation.sim.kinds import cluster_scheme
 from federation.sim.network import REPAIR_GRACE_SECONDS, ClusterNetwork
 from federation.sim.pods import PodStrategy, pod_status_reason
-from federation.sim.services import ServiceStrategy, service_external_ip, service_ports_cell
+from federation.sim.services import ClusterServiceStrategy as ServiceStrategy
 
 
 class Clock:

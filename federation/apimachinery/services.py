@@ -1,0 +1,204 @@
+"""The Service kind (core/v1) as Kubernetes defaults and checks it, for every server here.
+
+Beyond the official schema: the defaults Kubernetes fills in (type ClusterIP, session affinity,
+protocols, target ports, ...), the checks it makes (type, ports, names, an immutable ClusterIP), and
+the table kubectl prints (``NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE``; EXTERNAL-IP is the
+LoadBalancer's ``status.loadBalancer.ingress``). ``status`` is written only through ``/status``.
+
+The federation serves :data:`SERVICES` as is: a federated Service gets no ClusterIP or node ports
+of its own (each member allocates its own for its copy) and, for type LoadBalancer, the global
+address in its status. A simulated member cluster's Service kind (``federation.sim.services``) adds
+the allocation from that cluster's ranges through :meth:`ServiceStrategy.allocate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from federation.apimachinery.errors import Cause
+from federation.apimachinery.objects import dig, meta
+from federation.apimachinery.resources import Column, Obj, ResourceType, Strategy
+
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+def service_ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    ports = spec.get("ports")
+    return [p for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
+
+
+class ServiceStrategy(Strategy):
+    """A Service as Kubernetes defaults and checks it, without the addresses a cluster allocates
+    (a member cluster's strategy adds its ClusterIP and node ports: :meth:`allocate`)."""
+
+    has_status = True
+
+    def _default(self, obj: Obj) -> dict[str, Any]:
+        spec = obj.setdefault("spec", {})
+        if not isinstance(spec, dict):
+            return {}
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if spec["type"] != "ExternalName":
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+        if spec["type"] in ("NodePort", "LoadBalancer"):
+            spec.setdefault("externalTrafficPolicy", "Cluster")
+        if spec["type"] == "LoadBalancer":
+            spec.setdefault("allocateLoadBalancerNodePorts", True)
+        for port in service_ports(spec):
+            port.setdefault("protocol", "TCP")
+            if "targetPort" not in port and isinstance(port.get("port"), int):
+                port["targetPort"] = port["port"]
+        return spec
+
+    def allocate(self, spec: dict[str, Any], old_spec: dict[str, Any] | None, owner: str) -> None:
+        """Give the Service the addresses its cluster allocates (none here: the federation's
+        Services get theirs in each member)."""
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        spec = self._default(obj)
+        if spec.get("type") == "ExternalName":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+        else:
+            self.allocate(spec, None, str(meta(obj).get("name", "")))
+        obj["status"] = {"loadBalancer": {}}
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        spec = self._default(new)
+        old_spec = old.get("spec") or {}
+        if spec.get("type") == "ExternalName":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+            return
+        if not spec.get("clusterIP") and old_spec.get("clusterIP"):
+            spec["clusterIP"] = old_spec["clusterIP"]
+        if not spec.get("clusterIPs") and old_spec.get("clusterIPs"):
+            spec["clusterIPs"] = list(old_spec["clusterIPs"])
+        self.allocate(spec, old_spec, str(meta(old).get("name", "")))
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        spec = obj.get("spec") or {}
+        causes: list[Cause] = []
+        kind = spec.get("type")
+        if kind not in SERVICE_TYPES:
+            supported = ", ".join(f'"{t}"' for t in SERVICE_TYPES)
+            causes.append(
+                Cause(
+                    "spec.type",
+                    f'Unsupported value: "{kind}": supported values: {supported}',
+                    "FieldValueNotSupported",
+                )
+            )
+            return causes
+        if kind == "ExternalName":
+            if not spec.get("externalName"):
+                causes.append(Cause("spec.externalName", "Required value", "FieldValueRequired"))
+            return causes
+        ports = service_ports(spec)
+        headless = spec.get("clusterIP") == "None"
+        if headless and kind != "ClusterIP":
+            causes.append(
+                Cause("spec.clusterIPs[0]", 'Invalid value: "None": may only be set for ClusterIP Services')
+            )
+        if not ports and not headless:
+            causes.append(Cause("spec.ports", "Required value", "FieldValueRequired"))
+        names: set[str] = set()
+        for i, port in enumerate(ports):
+            where = f"spec.ports[{i}]"
+            number = port.get("port")
+            if not isinstance(number, int) or not 1 <= number <= 65535:
+                causes.append(
+                    Cause(f"{where}.port", f"Invalid value: {number}: must be between 1 and 65535, inclusive")
+                )
+            if port.get("protocol") not in PROTOCOLS:
+                supported = ", ".join(f'"{p}"' for p in PROTOCOLS)
+                causes.append(
+                    Cause(
+                        f"{where}.protocol",
+                        f'Unsupported value: "{port.get("protocol")}": supported values: {supported}',
+                        "FieldValueNotSupported",
+                    )
+                )
+            name = port.get("name")
+            if len(ports) > 1 and not name:
+                causes.append(Cause(f"{where}.name", "Required value", "FieldValueRequired"))
+            if name:
+                if name in names:
+                    causes.append(Cause(f"{where}.name", f'Duplicate value: "{name}"', "FieldValueDuplicate"))
+                names.add(str(name))
+        return causes
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        causes = self.validate(new)
+        new_spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+        if (
+            "ExternalName" not in (new_spec.get("type"), old_spec.get("type"))
+            and old_spec.get("clusterIP")
+            and new_spec.get("clusterIP") != old_spec.get("clusterIP")
+        ):
+            causes.append(Cause("spec.clusterIPs[0]", "Invalid value: may not change once set"))
+        return causes
+
+    def columns(self) -> list[Column]:
+        return [
+            Column("Type", "string", lambda o: dig(o, "spec", "type") or "ClusterIP"),
+            Column("Cluster-IP", "string", lambda o: dig(o, "spec", "clusterIP") or "<none>"),
+            Column("External-IP", "string", service_external_ip),
+            Column("Port(s)", "string", service_ports_cell),
+            Column("Selector", "string", service_selector_cell, priority=1),
+        ]
+
+    def field_labels(self) -> Mapping[str, Callable[[Obj], str | None]]:
+        return {
+            "spec.clusterIP": lambda o: dig(o, "spec", "clusterIP"),
+            "spec.type": lambda o: dig(o, "spec", "type"),
+        }
+
+
+def service_external_ip(obj: Obj) -> str:
+    spec = obj.get("spec") or {}
+    kind = spec.get("type")
+    if kind == "ExternalName":
+        return str(spec.get("externalName") or "<none>")
+    external = list(spec.get("externalIPs") or [])
+    if kind == "LoadBalancer":
+        for ingress in dig(obj, "status", "loadBalancer", "ingress") or []:
+            if isinstance(ingress, dict):
+                external.append(ingress.get("ip") or ingress.get("hostname") or "")
+        return ",".join(e for e in external if e) or "<pending>"
+    return ",".join(external) or "<none>"
+
+
+def service_ports_cell(obj: Obj) -> str:
+    cells = []
+    for port in service_ports(obj.get("spec") or {}):
+        text = str(port.get("port"))
+        if port.get("nodePort"):
+            text += f":{port['nodePort']}"
+        cells.append(f"{text}/{port.get('protocol', 'TCP')}")
+    return ",".join(cells) or "<none>"
+
+
+def service_selector_cell(obj: Obj) -> str:
+    selector = dig(obj, "spec", "selector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>"
+
+
+SERVICES = ResourceType(
+    "",
+    "v1",
+    "Service",
+    "services",
+    "service",
+    True,
+    "io.k8s.api.core.v1.Service",
+    ServiceStrategy(),
+    short_names=("svc",),
+    subresources=frozenset({"status"}),
+    categories=("all",),
+)
