@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         parse_preferences,
     )
     from federation.scheduling.selection import Requirement, parse_cluster_selector, selector_matches
+    from federation.scheduling.weights import Region, Weights, traffic_weights
 
 _WHERE = {
     "division": ("Division", "Target", "divide"),
@@ -34,6 +35,7 @@ _WHERE = {
     "planning": ("ClusterState", "Plan", "plan"),
     "preferences": ("DEFAULT_PREFERENCES", "ClusterPreference", "Preferences", "parse_preferences"),
     "selection": ("Requirement", "parse_cluster_selector", "selector_matches"),
+    "weights": ("Region", "Weights", "traffic_weights"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
@@ -45,13 +47,16 @@ __all__ = [
     "PlacementError",
     "Plan",
     "Preferences",
+    "Region",
     "Requirement",
     "Target",
+    "Weights",
     "divide",
     "parse_cluster_selector",
     "parse_preferences",
     "plan",
     "selector_matches",
+    "traffic_weights",
 ]
 
 
