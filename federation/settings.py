@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -179,6 +180,142 @@ class ControllerSettings(BaseSettings):
         if not 0 <= value <= 65535:
             raise ValueError("FEDERATION_CONTROLLER_METRICS_PORT must be between 0 and 65535")
         return value
+
+
+class TrafficSettings(BaseSettings):
+    """The global load balancer (DESIGN.md "Traffic"): which provider, where the global addresses listen,
+    and how a request that meets a dead or black-holed region is retried elsewhere.
+
+    The defaults are the measured ones: a 400 ms response-header timeout and a 200 ms dial timeout fail
+    a black-holed or refused region fast, one failure takes it out of rotation for ``fail_duration``
+    (passive health), and retries within ``try_duration`` send the request to another region, so a
+    client sees ~0.5 s at worst instead of its own timeout. An upstream slower than the
+    response-header timeout counts as failed: raise it for slow applications.
+
+    The global addresses listen on loopback unless ``traffic_allow_external`` says the operator means
+    to serve other hosts (``0.0.0.0`` or a LAN address): the load balancer forwards to every
+    federated Service, so opening it is a decision, not a default. Caddy's admin API is always on
+    127.0.0.1, whatever is set here."""
+
+    model_config = _PREFIX
+    traffic_provider: Literal["caddy", "none"] = "caddy"
+    """``caddy``: the embedded load balancer; ``none``: weights through the API and metrics only."""
+    traffic_address: str = "127.0.0.1"
+    """The IP address the global addresses listen on (written into Services' status)."""
+    traffic_allow_external: bool = False
+    """Allow a non-loopback ``traffic_address``."""
+    traffic_ports: str = "31000-31999"
+    """The range ``low-high`` the controller allocates the global addresses' ports from."""
+    caddy_admin_port: int = 0
+    """Caddy's admin API ports on 127.0.0.1: N for the front process, N+1 for the balancing one
+    (0: free ports)."""
+    traffic_try_duration: float = 1.0
+    """Seconds a request may keep trying other regions after a failure."""
+    traffic_try_interval: float = 0.05
+    """Seconds between two tries (also the pause when every region is marked down)."""
+    traffic_retries: int = 3
+    """At most this many retries per request (whichever of this and try_duration ends first)."""
+    traffic_dial_timeout: float = 0.2
+    traffic_response_header_timeout: float = 0.4
+    traffic_fail_duration: float = 2.0
+    """Seconds a failed region stays out of rotation (passive health)."""
+    traffic_max_fails: int = 1
+    """Failures within fail_duration that take a region out."""
+    traffic_unhealthy_status: str = "5xx"
+    """Responses that count as a failure: codes and classes, comma-separated (``5xx``, ``429,503``)."""
+
+    @field_validator("traffic_address")
+    @classmethod
+    def _an_ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("FEDERATION_TRAFFIC_ADDRESS must be an IP address") from None
+        return value
+
+    @field_validator("caddy_admin_port")
+    @classmethod
+    def _admin_ports(cls, value: int) -> int:
+        if not 0 <= value <= 65534:
+            raise ValueError("FEDERATION_CADDY_ADMIN_PORT must be between 0 and 65534 (it uses N and N+1)")
+        return value
+
+    @field_validator(
+        "traffic_try_duration",
+        "traffic_dial_timeout",
+        "traffic_response_header_timeout",
+        "traffic_fail_duration",
+    )
+    @classmethod
+    def _traffic_seconds(cls, value: float) -> float:
+        if not 0.01 <= value <= 600:
+            raise ValueError("must be between 0.01 and 600 seconds")
+        return value
+
+    @field_validator("traffic_try_interval")
+    @classmethod
+    def _traffic_interval(cls, value: float) -> float:
+        if not 0.001 <= value <= 60:
+            raise ValueError("FEDERATION_TRAFFIC_TRY_INTERVAL must be between 0.001 and 60 seconds")
+        return value
+
+    @field_validator("traffic_retries", "traffic_max_fails")
+    @classmethod
+    def _traffic_count(cls, value: int) -> int:
+        if not 1 <= value <= 100:
+            raise ValueError("must be between 1 and 100")
+        return value
+
+    @model_validator(mode="after")
+    def _traffic_checks(self) -> TrafficSettings:
+        if not (self.traffic_address_is_loopback() or self.traffic_allow_external):
+            raise ValueError(
+                "FEDERATION_TRAFFIC_ADDRESS is not a loopback address: set "
+                "FEDERATION_TRAFFIC_ALLOW_EXTERNAL=true to serve the global addresses to other hosts"
+            )
+        ports = self.traffic_port_range()
+        self.unhealthy_statuses()
+        admin = {self.caddy_admin_port, self.caddy_admin_port + 1} if self.caddy_admin_port else set()
+        if any(port in ports for port in admin):
+            raise ValueError(
+                "FEDERATION_CADDY_ADMIN_PORT (N and N+1) must be outside FEDERATION_TRAFFIC_PORTS"
+            )
+        return self
+
+    def traffic_address_is_loopback(self) -> bool:
+        address = ipaddress.ip_address(self.traffic_address)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped.is_loopback
+        return address.is_loopback
+
+    def traffic_port_range(self) -> range:
+        """The listen ports the controller may allocate (``31000-31999`` is ``range(31000, 32000)``)."""
+        low, sep, high = self.traffic_ports.strip().partition("-")
+        try:
+            first, last = int(low), int(high if sep else low)
+        except ValueError:
+            raise ValueError("FEDERATION_TRAFFIC_PORTS must be a range like 31000-31999") from None
+        if not 1 <= first <= last <= 65535:
+            raise ValueError("FEDERATION_TRAFFIC_PORTS must be low-high within 1-65535, low <= high")
+        return range(first, last + 1)
+
+    def unhealthy_statuses(self) -> tuple[int, ...]:
+        """Caddy's ``unhealthy_status`` list: a code (``503``) as is, a class (``5xx``) as its digit."""
+        found: list[int] = []
+        for raw in self.traffic_unhealthy_status.split(","):
+            item = raw.strip().lower()
+            if not item:
+                continue
+            if len(item) == 3 and item.endswith("xx") and item[0] in "12345":
+                found.append(int(item[0]))
+            elif item.isdigit() and 100 <= int(item) <= 599:
+                found.append(int(item))
+            else:
+                raise ValueError(
+                    f"FEDERATION_TRAFFIC_UNHEALTHY_STATUS: {raw.strip()!r} is neither a status code nor "
+                    "a class like 5xx"
+                )
+        return tuple(found)
 
 
 def describe_error(err: ValidationError) -> str:
