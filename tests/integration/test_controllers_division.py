@@ -86,7 +86,9 @@ async def settled(sim: Simulator, name: str, want: dict[str, int]) -> dict[str, 
         ready = {c: n for c, n in member_ready(sim, "shop", name).items() if n}
         return found if found == want and ready == want else None
 
-    return await eventually(check, within=30, what=f"{want} in the members")
+    found = await eventually(check, within=30, what=f"{want} in the members")
+    assert found is not None
+    return found
 
 
 async def set_replicas_and_prefs(
