@@ -43,6 +43,9 @@ DESIRED_HASH_ANNOTATION = "federation.io/desired-hash"
 """On a member copy: a digest of what the federation last wrote, so a hand edit shows as drift."""
 ADOPT_ANNOTATION = "federation.io/adopt"
 """``"true"`` on a federated object: take over member objects of its name the federation did not make."""
+FOLLOW_WORKLOADS_ANNOTATION = "federation.io/follow-workloads"
+"""``"true"`` on a federated Service: only the clusters that run the ReplicaSets it selects get it
+(else every eligible cluster does, as with Secrets)."""
 PROPAGATION_FINALIZER = "federation.io/propagation"
 """Held on a federated object until its member copies are removed."""
 

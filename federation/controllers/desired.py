@@ -4,20 +4,21 @@ Pure functions, no I/O (DESIGN.md "Propagation"; property-tested in tests/unit/t
 
 * :func:`member_object` builds the member copy fresh from the federated object (never by changing
   what was read): the user's labels and annotations, the kind's payload (a Secret's ``type`` and
-  ``data``, a ReplicaSet's ``spec`` with this cluster's share of the replicas), and the federation's
-  marks: the ``federation.io/managed-by`` label, the federated object's uid, and a digest of the rest
-  (``federation.io/desired-hash``). A ReplicaSet's pod template carries the managed-by label too, so
-  the member's pods can be watched by it (their scheduling tells how much room a member has).
+  ``data``, a ReplicaSet's ``spec`` with this cluster's share of the replicas, a Service's
+  ``spec``), and the federation's marks: the ``federation.io/managed-by`` label, the federated
+  object's uid, and a digest of the rest (``federation.io/desired-hash``). A ReplicaSet's pod
+  template carries the managed-by label too, so the member's pods can be watched by it (their
+  scheduling tells how much room a member has).
 * :func:`is_current` says whether a member copy already is what :func:`member_object` asks for. A
   member adds what it defaults (a container's ``imagePullPolicy``, a ``status``), so the comparison
   is "the desired fields are there with the desired values", except where an extra entry changes
-  behaviour: a Secret's ``data`` and a ReplicaSet's ``replicas`` must match exactly.
+  behaviour: a Secret's ``data`` and a ReplicaSet's ``replicas`` must match exactly. A Service's
+  copy leaves out what each member allocates for itself (ClusterIP, node ports).
 * :func:`is_ours` tells a copy the federation made (the label and the uid) from an object of the
   same name that someone else made, which the federation never overwrites unless asked to adopt it.
-* :func:`was_edited` tells drift (someone changed the copy after the federation wrote it: the
-  digest is the one of the current desired object, yet the content differs) from a change of the
-  federated object (the digest differs).
-"""
+* :func:`was_edited` tells drift (someone changed the copy after the federation wrote it: the digest
+  is the one of the current desired object, yet the content differs) from a change of the federated
+  object (the digest differs)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ _NOT_COPIED_ANNOTATIONS = frozenset({LAST_APPLIED, DESIRED_HASH_ANNOTATION, FEDE
 federation; the federation's own marks are set fresh."""
 
 _EXACT_FIELDS: Final = {"Secret": ("data", "type"), "ReplicaSet": ()}
+_ALLOCATED_BY_MEMBER: Final = ("clusterIP", "clusterIPs", "healthCheckNodePort", "loadBalancerIP")
 
 
 def digest(obj: Obj) -> str:
@@ -71,6 +73,14 @@ def member_object(federated: Obj, *, replicas: int | None = None) -> Obj:
         template_meta = template.setdefault("metadata", {})
         template_labels = template_meta.setdefault("labels", {})
         template_labels[MANAGED_BY_LABEL] = MANAGER
+        body["spec"] = spec
+    elif kind == "Service":
+        spec = _copy(federated.get("spec") or {})
+        for allocated in _ALLOCATED_BY_MEMBER:  # each member gives its copy addresses of its own
+            spec.pop(allocated, None)
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.pop("nodePort", None)
         body["spec"] = spec
     annotations[FEDERATED_UID_ANNOTATION] = str(m.get("uid", ""))
     annotations[DESIRED_HASH_ANNOTATION] = digest(

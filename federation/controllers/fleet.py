@@ -2,12 +2,12 @@
 
 For every Cluster in the federation, :class:`Fleet` keeps one :class:`Seat`: the member client built
 from the Cluster and its credentials Secret (``spec.secretRef`` in ``federation-system``), and
-informers in the member of what the federation manages there (Namespaces, Secrets, ReplicaSets and
-Pods selected by the ``federation.io/managed-by`` label) and of its Warning Events, so that status,
-drift and trouble arrive as watch events, never by polling. A Cluster whose server or credentials
-change gets a new client and new watches; a Cluster removed loses them. Bad credentials are kept
-as :attr:`Seat.credentials_error`, for the health controller to show as a condition on the Cluster
-(never a traceback).
+informers in the member of what the federation manages there (Namespaces, Secrets, Services,
+ReplicaSets and Pods selected by the ``federation.io/managed-by`` label) and of its Warning Events,
+so that status, drift and trouble arrive as watch events, never by polling. A Cluster whose server
+or credentials change gets a new client and new watches; a Cluster removed loses them. Bad
+credentials are kept as :attr:`Seat.credentials_error`, for the health controller to show as a
+condition on the Cluster (never a traceback).
 
 Readiness is what the health controller last wrote on the Cluster (``status.conditions`` Ready), read
 from the federation's own cache, so that every controller, and a controller restarted, agrees.
@@ -28,6 +28,7 @@ from federation.apimachinery import (
     NAMESPACES,
     REPLICASETS,
     SECRETS,
+    SERVICES,
     Handlers,
     Informer,
     Obj,
@@ -49,7 +50,7 @@ from federation.settings import ControllerSettings
 log = logging.getLogger(__name__)
 
 PODS: Final = ResourceType("", "v1", "Pod", "pods", "pod", True, "io.k8s.api.core.v1.Pod")
-PROPAGATED_KINDS: Final = (NAMESPACES, SECRETS, REPLICASETS)
+PROPAGATED_KINDS: Final = (NAMESPACES, SECRETS, SERVICES, REPLICASETS)
 WATCHED_KINDS: Final = (*PROPAGATED_KINDS, PODS)
 SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGER}"
 WARNINGS: Final = "warnings"

@@ -35,6 +35,7 @@ from federation.apimachinery import (
     NAMESPACES,
     REPLICASETS,
     SECRETS,
+    SERVICES,
     EventRecorder,
     Handlers,
     Informer,
@@ -78,7 +79,7 @@ class ControllerManager:
             rt.plural: Informer(
                 StorageSource(storage, rt), name=f"federation/{rt.plural}", resync_period=resync
             )
-            for rt in (NAMESPACES, SECRETS, REPLICASETS)
+            for rt in (NAMESPACES, SECRETS, SERVICES, REPLICASETS)
         }
         self.clusters = Informer(StorageSource(storage, CLUSTERS), name="federation/clusters")
         self.placements = Informer(StorageSource(storage, PLACEMENTS), name="federation/placements")
@@ -103,6 +104,7 @@ class ControllerManager:
             settings=settings,
             propagate=self._propagate,
             on_planned=self._planned,
+            replan=lambda key: self.placing_queue.add(key),
         )
         self.propagator = Propagator(
             fleet=self.fleet,
@@ -157,7 +159,7 @@ class ControllerManager:
                 on_add=self._cluster_added, on_update=self._cluster_updated, on_delete=self._cluster_deleted
             )
         )
-        for plural in (NAMESPACES.plural, REPLICASETS.plural):
+        for plural in (NAMESPACES.plural, SERVICES.plural, REPLICASETS.plural):
             rt = KINDS[plural]
             self.informers[plural].add_handlers(self._federated_handlers(rt))
         for queue in (self.health_queue, self.placing_queue, self.status_queue):
@@ -274,8 +276,10 @@ class ControllerManager:
             owners = [r.get("name") for r in (pod or {}).get("metadata", {}).get("ownerReferences") or []]
             if pod is not None and owners:
                 key = (REPLICASETS.plural, namespace, str(owners[0]))
-        elif kind in ("ReplicaSet", "Secret", "Namespace"):
-            rt = {"ReplicaSet": REPLICASETS, "Secret": SECRETS, "Namespace": NAMESPACES}[kind]
+        elif kind in ("ReplicaSet", "Secret", "Namespace", "Service"):
+            rt = {"ReplicaSet": REPLICASETS, "Secret": SECRETS, "Namespace": NAMESPACES, "Service": SERVICES}[
+                kind
+            ]
             if seat.copy_of(rt, namespace, name) is not None:
                 key = key_of(rt, {"metadata": {"namespace": namespace, "name": name}})
         if key is None:

@@ -38,6 +38,8 @@ from typing import Any, Final
 from federation import metrics
 from federation.apimachinery import (
     NAMESPACES,
+    REPLICASETS,
+    SERVICES,
     AlreadyExists,
     EventRecorder,
     Forbidden,
@@ -51,6 +53,7 @@ from federation.apimachinery import (
     meta,
 )
 from federation.apis import (
+    FOLLOW_WORKLOADS_ANNOTATION,
     PLACEMENTS,
     PROPAGATION_FINALIZER,
     SYSTEM_NAMESPACE,
@@ -109,7 +112,9 @@ class Placer:
         settings: ControllerSettings,
         propagate: Callable[[str, FedKey], None],
         on_planned: Callable[[FedKey], None],
+        replan: Callable[[FedKey], None] = lambda key: None,
     ) -> None:
+        self.replan = replan
         self.registry = registry
         self.recorder = recorder
         self.fleet = fleet
@@ -187,6 +192,9 @@ class Placer:
             if total is not None
             else {c: None for c in decided.replicas}
         )
+        if rt is SERVICES and (m.get("annotations") or {}).get(FOLLOW_WORKLOADS_ANNOTATION) == "true":
+            running = self._running_selected(namespace, obj)
+            desired = {c: n for c, n in desired.items() if c in running}
         if total is not None:
             desired = self._keep_unplaced(desired, current, capacity, decided.unschedulable)
             desired, waiting = self._make_before_break(key, rt, desired, seats)
@@ -194,6 +202,10 @@ class Placer:
                 requeue = min(requeue or 5.0, 5.0)
             await self._report_unschedulable(key, obj, decided.unschedulable)
         self.plans[key] = desired
+        if rt is REPLICASETS and previous != desired:
+            for service in self.informers[SERVICES.plural].list(namespace):
+                if (meta(service).get("annotations") or {}).get(FOLLOW_WORKLOADS_ANNOTATION) == "true":
+                    self.replan((SERVICES.plural, namespace, str(meta(service).get("name", ""))))
         await self._write_placement(key, rt, obj, decided, desired)
         if previous != desired:
             await self._announce(key, obj, previous, desired, decided.excluded)
@@ -224,6 +236,19 @@ class Placer:
         pending = [seat.seen_at + settle - now for seat in seats if not seat.judged]
         pending = [left for left in pending if left > 0]
         return min(max(min(pending), 0.05), 0.5) if pending else None
+
+    def _running_selected(self, namespace: str, service: Obj) -> set[str]:
+        """Clusters whose plan gives replicas to a ReplicaSet that the Service selects."""
+        selector = (service.get("spec") or {}).get("selector") or {}
+        if not selector:
+            return set()
+        clusters: set[str] = set()
+        for rs in self.informers[REPLICASETS.plural].list(namespace):
+            labels = ((rs.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+            if all(labels.get(k) == v for k, v in selector.items()):
+                planned = self.plans.get((REPLICASETS.plural, namespace, str(meta(rs).get("name", "")))) or {}
+                clusters.update(c for c, n in planned.items() if n)
+        return clusters
 
     def look_again(self) -> None:
         """Have the next reconcile of every object queue all its copies (a cluster came back)."""
