@@ -195,7 +195,9 @@ def _placement_clusters(obj: Obj) -> str:
         planned = spec_clusters.get(name) or {}
         seen = reported.get(name) or {}
         state = str(seen.get("state", "Pending"))
-        if "replicas" in planned:
+        if "trafficShare" in seen:
+            cell = f"{name}={seen['trafficShare']}"
+        elif "replicas" in planned:
             ready = seen.get("readyReplicas", 0) if state != "Stale" else "?"
             cell = f"{name}={ready}/{planned['replicas']}"
         else:
@@ -306,6 +308,13 @@ PLACEMENT_SCHEMAS: dict[str, dict[str, Any]] = {
                         "observedGeneration": {"type": "integer", "format": "int64"},
                         "lastObservedTime": {**_string(), "format": "date-time"},
                         "lastError": _string(),
+                        "address": {**_string(), "description": "A Service's regional address (host:port)."},
+                        "trafficWeight": {
+                            **_int,
+                            "description": "A Service's weight in the global load balancer (its ready pods).",
+                        },
+                        "trafficShare": {**_string(), "description": "The weight as a share of the traffic."},
+                        "trafficReason": {**_string(), "description": "Why the weight is 0."},
                     },
                 },
             },

@@ -183,3 +183,10 @@ WORKQUEUE_DEPTH = Gauge(
     ["controller"],
     multiprocess_mode="livesum",
 )
+TRAFFIC_WEIGHT = Gauge(
+    "federation_traffic_weight",
+    "Weight of a region in a federated Service's global load balancer: its ready pods, 0 when it "
+    "cannot serve (Offline, cordoned, stale, no address, not answering).",
+    ["namespace", "service", "cluster"],
+    multiprocess_mode="livemax",
+)

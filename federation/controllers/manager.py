@@ -27,6 +27,8 @@ import contextlib
 import datetime as dt
 import logging
 import socket
+import tempfile
+from pathlib import Path
 from typing import Final
 
 from federation import metrics
@@ -57,8 +59,10 @@ from federation.controllers.fleet import PODS, Fleet, is_cordoned, is_ready
 from federation.controllers.health import HealthController
 from federation.controllers.placing import KINDS, FedKey, Placer, key_of
 from federation.controllers.propagation import Propagator
+from federation.controllers.routing import TrafficController, is_load_balancer
 from federation.controllers.status import StatusController
-from federation.settings import ControllerSettings
+from federation.settings import ControllerSettings, TrafficSettings
+from federation.traffic import make_provider
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,17 @@ HOUSEKEEPING_PERIOD: Final = 5.0
 class ControllerManager:
     """Every controller of the federation over ``storage`` (see the module docstring)."""
 
-    def __init__(self, storage: Storage, *, settings: ControllerSettings, host: str | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        settings: ControllerSettings,
+        host: str | None = None,
+        traffic: TrafficSettings | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
+        """``traffic``: the global load balancer's settings (None: provider ``none``, weights only);
+        ``work_dir``: where a provider keeps its files (Caddy's configuration)."""
         self.storage = storage
         self.settings = settings
         self.registry = Registry(Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=FEDERATION_SCHEMAS))
@@ -114,6 +128,18 @@ class ControllerManager:
             settings=settings,
             on_result=self._planned,
         )
+        self.traffic_settings = traffic or TrafficSettings(traffic_provider="none")
+        provider = make_provider(self.traffic_settings, work_dir=work_dir or Path(tempfile.gettempdir()))
+        self.routing = TrafficController(
+            registry=self.registry,
+            fleet=self.fleet,
+            placer=self.placer,
+            services=self.informers[SERVICES.plural],
+            provider=provider,
+            traffic=self.traffic_settings,
+            settings=settings,
+            on_weights=lambda key: self.status_queue.add(key),
+        )
         self.status = StatusController(
             registry=self.registry,
             fleet=self.fleet,
@@ -122,10 +148,13 @@ class ControllerManager:
             informers=self.informers,
             observed=self.observed,
             placements=self.placements,
+            traffic=self.routing,
         )
         self.health_queue: WorkQueue[str] = WorkQueue(self.health.reconcile, name="health", workers=256)
         self.placing_queue: WorkQueue[FedKey] = WorkQueue(self.placer.reconcile, name="placement", workers=4)
         self.status_queue: WorkQueue[FedKey] = WorkQueue(self.status.reconcile, name="status", workers=4)
+        self.traffic_queue: WorkQueue[FedKey] = WorkQueue(self.routing.reconcile, name="traffic", workers=2)
+        self.queues = (self.health_queue, self.placing_queue, self.status_queue, self.traffic_queue)
         self._tasks: list[asyncio.Task[None]] = []
         self._warning_tasks: set[asyncio.Task[None]] = set()
         self.started = asyncio.Event()
@@ -162,14 +191,16 @@ class ControllerManager:
         for plural in (NAMESPACES.plural, SERVICES.plural, REPLICASETS.plural):
             rt = KINDS[plural]
             self.informers[plural].add_handlers(self._federated_handlers(rt))
-        for queue in (self.health_queue, self.placing_queue, self.status_queue):
+        await self.routing.provider.start()
+        for queue in self.queues:
             self._tasks.append(loop.create_task(queue.run(), name=f"queue {queue.name}"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="controller housekeeping"))
+        self._tasks.append(loop.create_task(self._check_addresses(), name="regional address checks"))
         self.started.set()
         log.info("controllers started: %d clusters", len(self.fleet.seats))
 
     async def close(self) -> None:
-        for queue in (self.health_queue, self.placing_queue, self.status_queue):
+        for queue in self.queues:
             queue.close()
         for task in self._tasks:
             task.cancel()
@@ -179,6 +210,7 @@ class ControllerManager:
         self._tasks.clear()
         await self.propagator.close()
         await self.fleet.close()
+        await self.routing.close()
 
     def idle(self) -> bool:
         """No key waiting or running anywhere (for tests and benchmarks)."""
@@ -252,6 +284,7 @@ class ControllerManager:
                 return
             key: FedKey = (REPLICASETS.plural, str(m.get("namespace", "")), str(owners[0]))
             self.placing_queue.add(key)
+            self._traffic_in(str(m.get("namespace", "")))
             return
         key = key_of(rt, obj)
         self.observed[(cluster, key)] = now_rfc3339()
@@ -259,6 +292,8 @@ class ControllerManager:
         self.status_queue.add(key)
         if rt is REPLICASETS:
             self.placing_queue.add(key)
+        elif rt is SERVICES:
+            self.traffic_queue.add(key)
 
     def _member_warning(self, cluster: str, event: Obj) -> None:
         """Fold a member's Warning Event about one of our copies (or their pods) into the federated
@@ -301,13 +336,26 @@ class ControllerManager:
 
     def _planned(self, key: FedKey) -> None:
         self.status_queue.add(key)
+        if key[0] == SERVICES.plural:
+            self.traffic_queue.add(key)
+
+    def _traffic_in(self, namespace: str) -> None:
+        """Queue the LoadBalancer Services of ``namespace`` (their ready pods changed)."""
+        for service in self.informers[SERVICES.plural].list(namespace):
+            if is_load_balancer(service):
+                self.traffic_queue.add((SERVICES.plural, namespace, str(meta(service).get("name", ""))))
+
+    async def _check_addresses(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.probe_period)
+            self.traffic_queue.add_all(await self.routing.check_addresses())
 
     # ------------------------------------------------------------------ housekeeping
 
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_PERIOD)
-            for queue in (self.health_queue, self.placing_queue, self.status_queue):
+            for queue in self.queues:
                 metrics.WORKQUEUE_DEPTH.labels(queue.name).set(len(queue))
             for cluster, queue in list(self.propagator.queues.items()):
                 metrics.WORKQUEUE_DEPTH.labels(f"propagation/{cluster}").set(len(queue))

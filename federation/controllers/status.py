@@ -28,6 +28,7 @@ from federation.controllers.desired import is_current, member_object
 from federation.controllers.fleet import Fleet
 from federation.controllers.placing import KINDS, FedKey, Placer
 from federation.controllers.propagation import Propagator
+from federation.controllers.routing import TrafficController
 from federation.controllers.writing import update_status
 
 
@@ -44,8 +45,10 @@ class StatusController:
         informers: Mapping[str, Informer],
         observed: Mapping[tuple[str, FedKey], str],
         placements: Informer,
+        traffic: TrafficController | None = None,
     ) -> None:
         self.placements = placements
+        self.traffic = traffic
         self.registry = registry
         self.fleet = fleet
         self.placer = placer
@@ -87,6 +90,16 @@ class StatusController:
                         entry[field] = int(status.get(field) or 0)
             if pair in self.observed:
                 entry["lastObservedTime"] = self.observed[pair]
+            if rt.kind == "Service" and self.traffic is not None:
+                address = self.traffic.addresses.get(key, {}).get(cluster)
+                weights = self.traffic.weights.get(key)
+                if address:
+                    entry["address"] = address
+                if weights is not None and cluster in weights.weights:
+                    entry["trafficWeight"] = weights.weights[cluster]
+                    entry["trafficShare"] = f"{round(100 * weights.share(cluster))}%"
+                    if cluster in weights.reasons:
+                        entry["trafficReason"] = weights.reasons[cluster]
             if not seat.ready:
                 entry["state"] = "Stale"
             elif pair in self.propagator.conflicts:
