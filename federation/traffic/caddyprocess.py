@@ -1,17 +1,20 @@
 """One supervised ``caddy`` child process and the calls to its admin API.
 
 Guarantees: the process runs in its own process group (``stop`` ends the group, so nothing is left
-behind); its admin API is on 127.0.0.1 only (the port is fixed for the life of this object, so a
-restart binds the same one); the configuration file on disk is always the newest desired one, written
-before each admin call, so a Caddy that dies is started again with the current configuration
-(within ~0.5 s of its exit: the supervisor waits on the process itself). A crash loop backs off up
-to 5 s and logs once per streak. Caddy's output goes to ``caddy-<role>.log`` in the work dir.
+behind) and, on Linux, gets SIGTERM when its parent dies, even by SIGKILL; its admin API is on
+127.0.0.1 only (the port is fixed for the life of this object, so a restart binds the same one); the
+configuration file on disk is always the newest desired one, written before each admin call, so a
+Caddy that dies is started again with the current configuration (within ~0.5 s of its exit: the
+supervisor waits on the process itself). A crash loop backs off up to 5 s and logs once per streak.
+Caddy's output goes to ``caddy-<role>.log`` in the work dir.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import http.client
 import json
 import logging
@@ -19,7 +22,9 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,27 @@ START_TIMEOUT = 10.0
 ADMIN_TIMEOUT = 15.0
 """An admin call that reloads waits for the old servers' grace period (5 s) at worst."""
 STOP_TIMEOUT = 8.0
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """On Linux, a ``preexec_fn`` that has the kernel send the child SIGTERM when its parent dies, so
+    a federation killed with SIGKILL leaves no Caddy holding its ports. libc is loaded here, before
+    any fork; the function the child runs only calls ``prctl``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl = libc.prctl
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return die_with_parent
+
+
+_DIE_WITH_PARENT = _parent_death_signal()
 
 
 class CaddyError(RuntimeError):
@@ -172,7 +198,7 @@ class CaddyProcess:
             proc = await asyncio.create_subprocess_exec(
                 str(self._binary), "run", "--config", str(self._config_file),
                 stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output, env=env,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_DIE_WITH_PARENT,
             )  # fmt: skip
         self._proc = proc
         loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ import http.client
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -393,3 +394,46 @@ async def test_provider_none_programs_nothing(tmp_path: Path, regions: Callable[
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     await provider.stop()
+
+
+_HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from federation.settings import TrafficSettings
+from federation.traffic import make_provider
+
+async def main():
+    provider = make_provider(TrafficSettings(), work_dir=Path(sys.argv[1]))
+    await provider.start()
+    print(" ".join(str(p.pid) for p in provider.processes), flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_federation_leaves_no_caddy(tmp_path: Path) -> None:
+    """The process that runs the provider dies by SIGKILL (no ``stop``): its Caddys go with it."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLDER, str(tmp_path), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(holder.stdout.readline(), 15)
+        pids = [int(pid) for pid in line.split()]
+        assert len(pids) == 2
+        assert all(psutil.pid_exists(pid) for pid in pids)
+    finally:
+        holder.kill()
+        await holder.wait()
+    deadline = time.monotonic() + 8
+    while any(_running(pid) for pid in pids):
+        assert time.monotonic() < deadline, "caddy outlived the process that started it"
+        await asyncio.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
