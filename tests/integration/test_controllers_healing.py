@@ -113,7 +113,7 @@ async def test_a_cluster_that_returns_gets_its_replicas_back_make_before_break(
     sim.fail("a", mode)  # type: ignore[arg-type]
     await eventually(lambda: _offline(manager, "a"), within=10, interval=0.05, what="a Offline")
     offline_after = time.monotonic() - failed_at
-    assert sample("federation_cluster_ready", cluster="a") == 0
+    await eventually(lambda: _gauge_is(0), within=1.0, interval=0.02, what="federation_cluster_ready{a} 0")
 
     async def moved() -> bool:
         ready = member_ready(sim, "shop", "web")
@@ -161,7 +161,7 @@ async def test_a_cluster_that_returns_gets_its_replicas_back_make_before_break(
     )
     assert lowest >= 12
     assert is_ready(manager, "a")
-    assert sample("federation_cluster_ready", cluster="a") == 1
+    await eventually(lambda: _gauge_is(1), within=1.0, interval=0.02, what="federation_cluster_ready{a} 1")
     await eventually(lambda: federated_ready(12), within=10, what="the federated status at 12 ready")
 
     async def all_states_ready() -> bool:
@@ -169,6 +169,11 @@ async def test_a_cluster_that_returns_gets_its_replicas_back_make_before_break(
 
     await eventually(all_states_ready, within=10, what="every cluster Ready in the Placement's status")
     assert sample("federation_failovers_total", cluster="a") == failovers + 1
+
+
+async def _gauge_is(value: float) -> bool:
+    """The health controller sets the gauge in the reconcile that writes the condition (just after)."""
+    return sample("federation_cluster_ready", cluster="a") == value
 
 
 async def _offline(manager: ControllerManager, name: str) -> bool:
