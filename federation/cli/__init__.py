@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from federation.cli import db, server, tokens
+from federation.cli import db, server, tokens, traffic
 
 app = typer.Typer(
     help="Federation: run applications across many Kubernetes clusters.",
@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(tokens.app, name="token")
+app.add_typer(traffic.app, name="traffic")
 app.command("up")(server.up)
 app.command("demo")(server.demo)
 
