@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from federation.settings import ControllerSettings
+from federation.settings import ControllerSettings, TrafficSettings
 
 if TYPE_CHECKING:
     from federation.store import PostgresStorage
 
 ANNOUNCEMENT = (
-    "controllers: running beside the API server (cluster health, placement, propagation, status); "
-    "--no-controllers or FEDERATION_CONTROLLERS=false turns them off"
+    "controllers: running beside the API server (cluster health, placement, propagation, status, "
+    "traffic); --no-controllers or FEDERATION_CONTROLLERS=false turns them off"
 )
 
 
@@ -29,6 +30,9 @@ class Controllers:
     """Every controller of the federation, run over the API server's storage until cancelled."""
 
     settings: ControllerSettings
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
+    work_dir: Path | None = None
+    """Where the traffic provider keeps its files (Caddy's configuration): ``<data dir>/traffic``."""
     description: str = ANNOUNCEMENT
     name: str = "the controllers"
 
@@ -36,7 +40,12 @@ class Controllers:
         from federation.controllers import ControllerManager
 
         show_transitions()
-        await ControllerManager(storage, settings=self.settings).run()
+        if self.work_dir is not None:
+            self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        manager = ControllerManager(
+            storage, settings=self.settings, traffic=self.traffic, work_dir=self.work_dir
+        )
+        await manager.run()
 
 
 def show_transitions() -> None:

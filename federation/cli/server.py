@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from federation.cli.controlling import Controllers
-from federation.settings import ControllerSettings, describe_error
+from federation.settings import ControllerSettings, DatabaseSettings, TrafficSettings, describe_error
 
 NO_CONTROLLERS_OPTION = typer.Option(
     "--no-controllers",
@@ -48,7 +48,13 @@ def _run(data_dir: Path | None, port: int | None, workers: int | None, *, contro
 
     try:
         settings = ControllerSettings()
-        companion = Controllers(settings) if controllers and settings.controllers else None
+        traffic = TrafficSettings()
+        work_dir = (data_dir or DatabaseSettings().data_dir).resolve() / "traffic"
+        companion = (
+            Controllers(settings, traffic=traffic, work_dir=work_dir)
+            if controllers and settings.controllers
+            else None
+        )
         run_up(data_dir=data_dir, port=port, workers=workers, companion=companion)
     except ValidationError as err:
         typer.echo(f"error: {describe_error(err)}", err=True)

@@ -20,11 +20,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 import uvicorn
@@ -38,7 +41,13 @@ from starlette.routing import Route
 
 from federation.apimachinery import bind_tcp
 from federation.controllers.manager import ControllerManager
-from federation.settings import ControllerSettings, DatabaseSettings, SecuritySettings, describe_error
+from federation.settings import (
+    ControllerSettings,
+    DatabaseSettings,
+    SecuritySettings,
+    TrafficSettings,
+    describe_error,
+)
 from federation.store import PostgresStorage, Sealer, SealingError, make_engine, migrate
 
 log = logging.getLogger("federation.controller")
@@ -56,6 +65,7 @@ class Setup:
     sealer: Sealer
     controllers: ControllerSettings
     watch_window: int
+    traffic: TrafficSettings
 
 
 def _refuse(message: str, code: int = USAGE_ERROR) -> NoReturn:
@@ -69,6 +79,7 @@ def read_setup() -> Setup:
         db = DatabaseSettings()
         security = SecuritySettings()
         controllers = ControllerSettings()
+        traffic = TrafficSettings()
     except ValidationError as err:
         _refuse(describe_error(err))
     if db.database_url is None:
@@ -87,7 +98,7 @@ def read_setup() -> Setup:
         sealer = Sealer.from_key_material(material)
     except (SealingError, ValueError):
         _refuse(f"{variable}: not a valid key (one base64 key, or '<key id>:<base64 key>' lines)")
-    return Setup(db.database_url.get_secret_value(), sealer, controllers, db.watch_window)
+    return Setup(db.database_url.get_secret_value(), sealer, controllers, db.watch_window, traffic)
 
 
 def check_schema(url: str) -> None:
@@ -143,9 +154,13 @@ async def run(setup: Setup, sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    # The traffic provider's files (Caddy's configuration), private to this process.
+    work_dir = tempfile.mkdtemp(prefix="federation-traffic-")
     try:
         await storage.start()
-        manager = ControllerManager(storage, settings=settings)
+        manager = ControllerManager(
+            storage, settings=settings, traffic=setup.traffic, work_dir=Path(work_dir)
+        )
         config = uvicorn.Config(probes_app(manager), log_level="warning", access_log=False, lifespan="off")
         probes = ProbeServer(config)
         host, port = sock.getsockname()[:2]
@@ -169,6 +184,7 @@ async def run(setup: Setup, sock: socket.socket) -> None:
             loop.remove_signal_handler(sig)
         await storage.close()
         await engine.dispose()
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -129,7 +129,9 @@ class ControllerManager:
             on_result=self._planned,
         )
         self.traffic_settings = traffic or TrafficSettings(traffic_provider="none")
-        provider = make_provider(self.traffic_settings, work_dir=work_dir or Path(tempfile.gettempdir()))
+        provider = make_provider(
+            self.traffic_settings, work_dir=work_dir or Path(tempfile.mkdtemp(prefix="federation-traffic-"))
+        )
         self.routing = TrafficController(
             registry=self.registry,
             fleet=self.fleet,

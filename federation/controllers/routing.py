@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -204,7 +205,7 @@ class TrafficController:
                 if isinstance(port, int) and port in allowed and port not in taken:
                     return port
         for port in allowed:
-            if port not in taken:
+            if port not in taken and _free(self.traffic.traffic_address, port):
                 return port
         raise RuntimeError(f"FEDERATION_TRAFFIC_PORTS {self.traffic.traffic_ports} has no free port left")
 
@@ -286,6 +287,19 @@ async def _answers(host: str, port: int) -> bool:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+def _free(address: str, port: int) -> bool:
+    """Whether nothing on this host listens on ``address:port`` yet (another program may hold a port
+    of the range: the load balancer could not listen there)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 def _describe(weights: Weights) -> str:

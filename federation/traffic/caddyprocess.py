@@ -203,14 +203,18 @@ class CaddyProcess:
         self._proc = proc
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
-        while loop.time() < deadline:
-            if proc.returncode is not None:
-                break
-            if await self._probe(within=0.5):
-                self._admin_ok = True
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), 0.05)
+        try:
+            while loop.time() < deadline:
+                if proc.returncode is not None:
+                    break
+                if await self._probe(within=0.5):
+                    self._admin_ok = True
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 0.05)
+        except BaseException:  # cancelled while it started (its owner is stopping): leave nothing
+            self._signal_group(proc.pid, signal.SIGKILL)
+            raise
         self._signal_group(proc.pid, signal.SIGKILL)
         await proc.wait()
         raise CaddyError(f"caddy {self.role} did not start (exit {proc.returncode}): {self._tail()}")
