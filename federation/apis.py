@@ -229,7 +229,7 @@ class PlacementStrategy(Strategy):
                     else (o.get("status") or {}).get("readyReplicas", 0)
                 ),
             ),
-            Column("Unschedulable", "integer", lambda o: (o.get("spec") or {}).get("unschedulable", 0)),
+            Column("Unschedulable", "string", lambda o: (o.get("spec") or {}).get("unschedulable", "")),
             Column("Clusters", "string", _placement_clusters, "Ready/desired replicas per cluster."),
         ]
 
