@@ -23,6 +23,7 @@ from federation.apimachinery import (
     REPLICASETS,
     SECRETS,
     AlreadyExists,
+    Conflict,
     KubeContext,
     NotFound,
     Obj,
@@ -168,3 +169,18 @@ async def events_about(manager: ControllerManager, namespace: str, name: str, *,
         for e in page.items
         if (e.get("involvedObject") or {}).get("name") == name and e.get("reason") == reason
     ]
+
+
+async def change(
+    manager: ControllerManager, rt: Any, namespace: str, name: str, mutate: Callable[[Obj], None]
+) -> Obj:
+    """Read, change and update a federated object as a user's client does: again on a 409 Conflict
+    (the controllers write its status and finalizers meanwhile)."""
+    for _ in range(10):
+        obj = await manager.registry.get(rt, namespace, name)
+        mutate(obj)
+        try:
+            return (await manager.registry.update(rt, namespace, name, obj, WriteOptions())).object
+        except Conflict:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{name}: still conflicting after 10 attempts")

@@ -20,6 +20,7 @@ from federation.store import PostgresStorage
 from tests.federation_support import (
     all_ready,
     b64,
+    change,
     events_about,
     eventually,
     fast_settings,
@@ -85,9 +86,10 @@ async def test_an_object_made_by_hand_is_not_overwritten_until_adopted(
     assert hand_made["data"] == {"password": b64("made by hand")}
     assert MANAGED_BY_LABEL not in (hand_made["metadata"].get("labels") or {})
 
-    federated = await registry.get(SECRETS, "shop", "db")
-    federated["metadata"].setdefault("annotations", {})[ADOPT_ANNOTATION] = "true"
-    await registry.update(SECRETS, "shop", "db", federated, WriteOptions())
+    def adopt(obj: dict) -> None:  # type: ignore[type-arg]
+        obj["metadata"].setdefault("annotations", {})[ADOPT_ANNOTATION] = "true"
+
+    await change(manager, SECRETS, "shop", "db", adopt)
 
     async def adopted() -> bool:
         copy = member_get(sim, "b", SECRETS, "shop", "db") or {}

@@ -26,6 +26,7 @@ from federation.sim import Simulator
 from federation.store import PostgresStorage
 from tests.federation_support import (
     all_ready,
+    change,
     eventually,
     fast_settings,
     member_ready,
@@ -97,10 +98,11 @@ async def set_replicas_and_prefs(
     replicas: int,
     prefs: dict,  # type: ignore[type-arg]
 ) -> None:
-    rs = await manager.registry.get(REPLICASETS, "shop", name)
-    rs["spec"]["replicas"] = replicas
-    rs["metadata"]["annotations"][REPLICA_SET_PREFERENCES] = json.dumps(prefs)
-    await manager.registry.update(REPLICASETS, "shop", name, rs, WriteOptions())
+    def scale(rs: dict) -> None:  # type: ignore[type-arg]
+        rs["spec"]["replicas"] = replicas
+        rs["metadata"]["annotations"][REPLICA_SET_PREFERENCES] = json.dumps(prefs)
+
+    await change(manager, REPLICASETS, "shop", name, scale)
 
 
 async def test_a_replica_set_lands_as_the_division_says(manager: ControllerManager, sim: Simulator) -> None:

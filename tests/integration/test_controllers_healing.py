@@ -24,6 +24,7 @@ from federation.sim import Simulator
 from federation.store import PostgresStorage
 from tests.federation_support import (
     all_ready,
+    change,
     events_about,
     eventually,
     fast_settings,
@@ -47,9 +48,7 @@ def sim(tmp_path: Path) -> Iterator[Simulator]:
 @pytest.fixture
 async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
     m = ControllerManager(federation_storage, settings=fast_settings())
-    # The API server makes "default" at start; Events of a Cluster (cluster-scoped) go there.
-    await m.registry.create(NAMESPACES, "", {"metadata": {"name": "default"}}, WriteOptions())
-    await register(m, sim)
+    await register(m, sim)  # with "default", where Events of a Cluster (cluster-scoped) go
     async with running(m):
         await all_ready(m, sim.names)
         yield m
@@ -136,9 +135,7 @@ async def test_a_cluster_that_returns_gets_its_replicas_back_make_before_break(
     await eventually(lambda: federated_ready(9), within=10, what="the federated status at 9 ready")
 
     # While a is away, the ReplicaSet grows: a's copy (still 3, untouched) is behind the plan.
-    rs = await registry.get(REPLICASETS, "shop", "web")
-    rs["spec"]["replicas"] = 12
-    await registry.update(REPLICASETS, "shop", "web", rs, WriteOptions())
+    await change(manager, REPLICASETS, "shop", "web", lambda rs: rs["spec"].update(replicas=12))
     await eventually(
         lambda: _sums_to(sim, {"b", "c"}, 12), within=20, what="12 ready in b and c while a is away"
     )

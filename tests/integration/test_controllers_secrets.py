@@ -20,6 +20,7 @@ from federation.store import PostgresStorage
 from tests.federation_support import (
     all_ready,
     b64,
+    change,
     events_about,
     eventually,
     fast_settings,
@@ -83,9 +84,7 @@ async def test_an_update_of_a_federated_secret_reaches_every_member(
     await registry.create(SECRETS, "shop", secret("db", "one"), WriteOptions())
     await everywhere(sim, "db", "one")
 
-    current = await registry.get(SECRETS, "shop", "db")
-    current["data"] = {"password": b64("two")}
-    await registry.update(SECRETS, "shop", "db", current, WriteOptions())
+    await change(manager, SECRETS, "shop", "db", lambda s: s.update(data={"password": b64("two")}))
     await everywhere(sim, "db", "two")
 
 
