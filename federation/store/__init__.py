@@ -5,6 +5,7 @@
 * :class:`EmbeddedPostgres`: a server of our own in the data dir when no database URL is set.
 * :class:`Sealer`: encryption at rest of Secret data and cluster credentials.
 * :class:`TokenStore`: API bearer tokens.
+* :class:`LeaseStore`, :class:`Fence`, :class:`Fenced`: the controllers' leader election with fencing.
 * :mod:`federation.store.migrate`: ``upgrade``/``downgrade``/``current`` of the schema.
 """
 
@@ -12,6 +13,7 @@ from federation.apimachinery import ROLES, Role
 from federation.store import migrate
 from federation.store.embedded import EmbeddedPostgres, client_bin_dir
 from federation.store.engine import database_url, make_engine
+from federation.store.leases import Fence, Fenced, LeaseState, LeaseStore
 from federation.store.postgres import PostgresStorage
 from federation.store.sealing import (
     Sealer,
@@ -26,6 +28,10 @@ from federation.store.tokens import TokenInfo, TokenStore
 __all__ = [
     "ROLES",
     "EmbeddedPostgres",
+    "Fence",
+    "Fenced",
+    "LeaseState",
+    "LeaseStore",
     "PostgresStorage",
     "Role",
     "Sealer",

@@ -31,7 +31,8 @@ from psycopg.rows import TupleRow
 
 from federation.apimachinery import bad_request
 from federation.store.connections import Connections
-from federation.store.statements import BEGIN_WRITE, LOCK, NOTIFY
+from federation.store.leases import FENCED_SQLSTATE, Fence, Fenced
+from federation.store.statements import BEGIN_WRITE, FENCE, LOCK, NOTIFY
 
 MAX_BATCH = 256
 """The most writes one transaction carries."""
@@ -57,8 +58,11 @@ def _fail(batch: Sequence[_Write], exc: Exception) -> None:
 class GroupCommitWriter:
     """Runs write statements in locked transactions, several at a time."""
 
-    def __init__(self, connections: Connections) -> None:
+    def __init__(self, connections: Connections, *, fence: Fence | None = None) -> None:
         self._connections = connections
+        self._fence = None if fence is None else {"lease": fence.lease, "holder": fence.holder}
+        """With a fence, every transaction first checks that its holder holds the lease
+        (:mod:`federation.store.leases`)."""
         self._queue: list[_Write] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -93,11 +97,20 @@ class GroupCommitWriter:
                 async with conn.pipeline():
                     await conn.execute(BEGIN_WRITE)
                     await conn.execute(LOCK)
+                    if self._fence is not None:
+                        await conn.execute(FENCE, self._fence, prepare=True)
                     cursors = [await conn.execute(w.statement, w.params, prepare=True) for w in batch]
                     await conn.execute(NOTIFY)
                     await conn.execute("COMMIT")
                 rows = [await cur.fetchone() for cur in cursors]
         except psycopg.Error as exc:
+            if exc.sqlstate == FENCED_SQLSTATE:
+                assert self._fence is not None
+                _fail(
+                    batch,
+                    Fenced.make(f"{self._fence['holder']} does not hold the lease {self._fence['lease']}"),
+                )
+                return
             if len(batch) > 1:
                 for write in batch:
                     await self._commit([write])

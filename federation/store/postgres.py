@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
@@ -57,6 +58,7 @@ from federation.apimachinery import (
 from federation.store.change_feed import ChangeFeed
 from federation.store.connections import Connections, connect_args, engine_pool_size
 from federation.store.group_commit import GroupCommitWriter
+from federation.store.leases import Fence
 from federation.store.rows import RowCodec, compact_json
 from federation.store.sealing import Sealer
 from federation.store.statements import (
@@ -101,6 +103,8 @@ class PostgresStorage:
         )
         self._starting = asyncio.Lock()
         self._closed = False
+        self._view = False
+        """A fenced view (:meth:`fenced`) shares this storage's connections and feed."""
 
     @property
     def feed_error(self) -> Exception | None:
@@ -111,16 +115,29 @@ class PostgresStorage:
 
     async def start(self) -> None:
         """Load the watch window and start following changes. Idempotent."""
+        if self._view:
+            return
         async with self._starting:
             if self._closed:
                 raise RuntimeError("the storage is closed")
             if not self._feed.started:
                 await self._feed.start()
 
+    def fenced(self, fence: Fence) -> PostgresStorage:
+        """This storage for a lease holder: reads and watches as here (the same connections and
+        feed), writes only while ``fence.holder`` holds ``fence.lease`` (else :class:`Fenced`).
+        Closing the view closes nothing of this storage's."""
+        view = copy.copy(self)
+        view._writer = GroupCommitWriter(self._pool, fence=fence)
+        view._view = True
+        return view
+
     async def close(self) -> None:
         """Stop the watch feed (open watches end) and close every connection. Idempotent."""
         self._closed = True
         await self._writer.drain()  # writes already queued are finished, not dropped
+        if self._view:
+            return
         async with self._starting:
             await self._feed.stop()
         await self._pool.close()

@@ -1,0 +1,61 @@
+"""Leases and fencing in Postgres: one holder at a time, and a holder that lost its lease cannot write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from federation.apimachinery import NAMESPACES, SECRETS
+from federation.store import Fence, Fenced, LeaseStore, PostgresStorage, make_engine
+from federation.store.sealing import Sealer
+
+pytestmark = pytest.mark.anyio
+LEASE = "federation-controllers"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[object]:
+    made = make_engine(database_url, pool_size=2)
+    yield made
+    await made.dispose()
+
+
+async def test_one_holder_at_a_time_until_it_expires_or_is_released(engine: object) -> None:
+    leases = LeaseStore(engine)  # type: ignore[arg-type]
+    name = f"{LEASE}-a"
+    assert await leases.acquire(name, "one", duration=2)
+    assert not await leases.acquire(name, "two", duration=2)
+    assert await leases.renew(name, "one", duration=2)
+    assert not await leases.renew(name, "two", duration=2)
+    state = await leases.read(name)
+    assert state is not None
+    assert state.holder == "one"
+    assert 0 < state.remaining <= 2
+    await asyncio.sleep(2.1)
+    assert not await leases.renew(name, "one", duration=2), "an expired lease cannot be renewed"
+    assert await leases.acquire(name, "two", duration=2)
+    await leases.release(name, "two")
+    assert await leases.acquire(name, "one", duration=2), "a released lease is free at once"
+
+
+async def test_a_holder_that_lost_the_lease_cannot_write(postgres, engine: object, sealer: Sealer) -> None:  # type: ignore[no-untyped-def]
+    leases = LeaseStore(engine)  # type: ignore[arg-type]
+    name = f"{LEASE}-b"
+    storage: PostgresStorage = await postgres()
+    old = storage.fenced(Fence(name, "old"))
+    new = storage.fenced(Fence(name, "new"))
+    with pytest.raises(Fenced):  # nobody holds it yet
+        await old.create(NAMESPACES, {"metadata": {"name": "fenced-a"}})
+    assert await leases.acquire(name, "old", duration=2)
+    await old.create(NAMESPACES, {"metadata": {"name": "fenced-b"}})
+    await asyncio.sleep(2.1)  # as if paused past its lease
+    assert await leases.acquire(name, "new", duration=5)
+    with pytest.raises(Fenced):
+        await old.create(SECRETS, {"metadata": {"name": "late", "namespace": "fenced-b"}})
+    await new.create(SECRETS, {"metadata": {"name": "on-time", "namespace": "fenced-b"}})
+    page = await storage.list(SECRETS, "fenced-b")
+    assert [s["metadata"]["name"] for s in page.items] == ["on-time"]
+    await old.close()  # a view: the storage it came from goes on
+    assert (await storage.get(NAMESPACES, "", "fenced-b"))["metadata"]["name"] == "fenced-b"
