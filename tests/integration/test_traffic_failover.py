@@ -10,9 +10,10 @@ regions, real Caddy, the probe engine as the client.
 * Caddy killed under a running manager: restarted with the current weights, the global address serves
   again with the same split; no admin API listens off loopback.
 
-Measured here (2 shared cores, load average ~6): 0 failed of ~1,200 requests for both faults (a
-refused dial and a 400 ms response-header timeout are retried on the other region), weight 0 in
-1.1-2.3 s, slowest request ~0.45 s (blackhole). The bound of 1 % leaves room for a loaded machine
+Measured here (2 shared cores, load average ~6): ``down`` 0 failed of 1,200 (0 of 300 in the
+window), weight 0 after 1.6 s; ``blackhole`` 1 failed of 1,200 (a ``504``; 1 of 400 = 0.25 % in the
+window), weight 0 after 2.6 s, slowest answer 0.46 s (a 400 ms response-header timeout, then the
+retry on the other region). The bound of 1 % leaves room for a loaded machine
 while still catching a balancer that lets the outage through (one second of half the traffic
 failing is ~4 % of the window).
 """
