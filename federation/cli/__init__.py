@@ -14,11 +14,22 @@ from typing import Annotated
 
 import typer
 
-from federation.cli import db, server, tokens, traffic
+from federation.cli import (
+    applying,
+    clusters,
+    db,
+    describing,
+    eventing,
+    planning,
+    reading,
+    server,
+    spread,
+    tokens,
+    traffic,
+)
 from federation.cli.client import CliError, GlobalOptions
 
 app = typer.Typer(
-    help="Federation: run applications across many Kubernetes clusters.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -70,8 +81,16 @@ def _options(
 app.add_typer(db.app, name="db")
 app.add_typer(tokens.app, name="token")
 app.add_typer(traffic.app, name="traffic")
+app.add_typer(clusters.app, name="cluster")
 app.command("up")(server.up)
 app.command("demo")(server.demo)
+app.command("apply")(applying.apply)
+app.command("delete")(applying.delete)
+app.command("get")(reading.get)
+app.command("describe")(describing.describe)
+app.command("events")(eventing.events)
+app.command("spread")(spread.spread)
+app.command("plan")(planning.plan_command)
 
 try:
     from federation.cli import sim
