@@ -24,12 +24,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 import yaml
 
 from federation.apimachinery import Obj
-from federation.apis import placement_name
+from federation.apis import CLUSTERS, PLACEMENTS, placement_name
+from federation.cli.client import (
+    ApiFailure,
+    CliError,
+    FederationClient,
+    client_from_options,
+    default_namespace,
+)
 from federation.cli.registering import is_cordoned, is_ready, table
 from federation.scheduling import ClusterState, PlacementError, Plan, plan
 
@@ -240,3 +248,74 @@ def placements_wanted(objects: Sequence[Obj], default_namespace: str) -> Mapping
         for i, obj in enumerate(objects)
         if obj.get("kind") in PLANNED_KINDS and (obj.get("metadata") or {}).get("name")
     }
+
+
+# -- the command ----------------------------------------------------------------------------------------
+
+
+def _placement(client: FederationClient, namespace: str, name: str) -> Obj | None:
+    try:
+        return client.get(PLACEMENTS, namespace, name)
+    except ApiFailure as err:
+        if err.reason == "NotFound":
+            return None
+        raise
+
+
+def plan_command(
+    ctx: typer.Context,
+    filename: Annotated[
+        list[str],
+        typer.Option("--filename", "-f", help="Manifest file (YAML or JSON; - for stdin); repeatable."),
+    ],
+    fail: Annotated[
+        list[str] | None, typer.Option("--fail", help="A cluster to imagine lost (repeatable).")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Namespace of objects that name none.")
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text (default) or json.")] = "text",
+) -> None:
+    """Show where a manifest's objects would go now, and if --fail clusters were lost.
+
+    Uses the controllers' own division (federation.scheduling.plan) over the clusters as they are
+    now (Ready, cordoned, labels) and, for objects that exist, where their replicas run. Changes
+    nothing: it only reads. UNPLACED counts replicas no cluster could take.
+
+    Example: fedctl plan -f web.yaml --fail us-central1
+    """
+    failed = list(dict.fromkeys(fail or []))
+    if output not in ("text", "json"):
+        raise CliError(f"--output must be text or json, not {output!r}", code=2)
+    try:
+        objects = read_manifests(filename)
+    except ManifestError as err:
+        raise CliError(str(err)) from None
+    default = default_namespace(ctx, namespace)
+    wanted = placements_wanted(objects, default)
+    for i, obj in enumerate(objects):
+        if i not in wanted:
+            kind = obj.get("kind") or "an object without a kind"
+            name = (obj.get("metadata") or {}).get("name") or "<unnamed>"
+            typer.echo(f"skipped: {kind} {name} (the federation places {', '.join(PLANNED_KINDS)})", err=True)
+    with client_from_options(ctx) as client:
+        clusters = client.list(CLUSTERS, None)
+        unknown = unknown_clusters(failed, clusters)
+        if unknown:
+            known = ", ".join(sorted(str(c["metadata"].get("name")) for c in clusters)) or "none"
+            raise CliError(f"--fail {', '.join(unknown)}: no such cluster (clusters: {known})", code=2)
+        results = [
+            plan_object(
+                objects[i],
+                clusters,
+                placement=_placement(client, *wanted[i]),
+                fail=failed,
+                default_namespace=default,
+            )
+            for i in sorted(wanted)
+        ]
+    typer.echo(render_all(results, failed, output=output))
+    if output == "text":
+        typer.echo("\n(plan only: nothing was changed)", err=True)
+    if any(r.error for r in results):
+        raise typer.Exit(1)

@@ -18,15 +18,22 @@ for a terminal. The command reads only (GETs).
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
-from federation.apimachinery import Obj
-from federation.apis import placement_name
+import typer
+
+from federation.apimachinery import REPLICASETS, Obj
+from federation.apis import CLUSTERS, PLACEMENTS, placement_name
+from federation.cli.client import CliError, FederationClient, client_from_options
 from federation.cli.registering import health, is_cordoned, table
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
 TOTAL = "TOTAL"
@@ -227,3 +234,94 @@ def render_rich(spread: Spread, *, title: str | None = None) -> Table:
         styled += [Text(v, style=("bold" if last else _cell_style(v)) or "") for v in values[1:]]
         out.add_row(*styled, end_section=i == len(spread.services) - 1 or i == len(rest) - 2)
     return out
+
+
+# -- the command ----------------------------------------------------------------------------------------
+
+
+def fetch(client: FederationClient, namespace: str | None) -> Spread:
+    """Three GETs: the Clusters, the federated ReplicaSets and the Placements."""
+    return spread_of(
+        client.list(CLUSTERS, None), client.list(REPLICASETS, namespace), client.list(PLACEMENTS, namespace)
+    )
+
+
+def _title(namespace: str | None) -> str:
+    where = f"namespace {namespace}" if namespace else "all namespaces"
+    return f"fedctl spread ({where}) at {datetime.now().strftime('%H:%M:%S')}"
+
+
+def _live(client: FederationClient, namespace: str | None, interval: float, duration: float | None) -> None:
+    """A terminal: the table redrawn in place every ``interval`` seconds until Ctrl-C (or --duration)."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    def frame() -> RenderableType:
+        try:
+            return render_rich(fetch(client, namespace), title=_title(namespace))
+        except CliError as err:  # the federation away for a moment: say so, keep watching
+            return Text(f"{_title(namespace)}\nerror: {err}", style="red")
+
+    console = Console()
+    end = None if duration is None else time.monotonic() + duration
+    with Live(frame(), console=console, auto_refresh=False, transient=False) as live:
+        while end is None or time.monotonic() < end:
+            time.sleep(interval if end is None else max(0.0, min(interval, end - time.monotonic())))
+            live.update(frame(), refresh=True)
+
+
+def _reprint(
+    client: FederationClient, namespace: str | None, interval: float, duration: float | None
+) -> None:
+    """Not a terminal: the table printed again every ``interval`` seconds, each under a time line."""
+    end = None if duration is None else time.monotonic() + duration
+    while True:
+        try:
+            text = render_text(fetch(client, namespace))
+        except CliError as err:
+            text = f"error: {err}"
+        print(f"{_title(namespace)}\n{text}\n", flush=True)
+        if end is not None and time.monotonic() + interval > end:
+            return
+        time.sleep(interval)
+
+
+def spread(
+    ctx: typer.Context,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Only this namespace (default: all).")
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep the table up to date until Ctrl-C.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between refreshes with --watch.", min=0.2, max=3600)
+    ] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop watching after this many seconds.", min=0)
+    ] = None,
+) -> None:
+    """Show every federated ReplicaSet by cluster: ready/desired in each cell.
+
+    Across the top: each cluster's health and, per LoadBalancer Service, its share of the traffic.
+    A member that cannot be reached shows ?/N Stale. TOTAL is the federated ReplicaSet's status
+    (ready/desired, and replicas no cluster can take). With --watch the table is redrawn in place
+    on a terminal (Ctrl-C ends it), and printed again every --interval seconds elsewhere.
+
+    Example: fedctl spread -n shop --watch
+    """
+    with client_from_options(ctx) as client:
+        try:
+            if watch and sys.stdout.isatty():
+                _live(client, namespace, interval, duration)
+            elif watch:
+                _reprint(client, namespace, interval, duration)
+            elif sys.stdout.isatty():
+                from rich.console import Console
+
+                Console().print(render_rich(fetch(client, namespace)))
+            else:
+                typer.echo(render_text(fetch(client, namespace)))
+        except KeyboardInterrupt:  # how a watch ends
+            return
