@@ -190,3 +190,12 @@ TRAFFIC_WEIGHT = Gauge(
     ["namespace", "service", "cluster"],
     multiprocess_mode="livemax",
 )
+CONTROLLER_LEADER = Gauge(
+    "federation_controller_leader",
+    "1 while this process leads the controllers (holds the lease), else 0.",
+    multiprocess_mode="livemax",
+)
+LEADER_TRANSITIONS_TOTAL = Counter(
+    "federation_leader_transitions_total",
+    "Times this process became the controllers' leader.",
+)

@@ -149,6 +149,8 @@ class ControllerSettings(BaseSettings):
     """Every object is looked at again this often, a safety net under the watches."""
     event_retention: float = 3600.0
     """Seconds the federation keeps an Event after its last occurrence (Kubernetes: 1 h)."""
+    lease_duration: int = 10
+    """Seconds the controllers' lease lasts without renewal: a standby takes over within it."""
     controller_metrics_address: str = "127.0.0.1"
     controller_metrics_port: int = 8080
     """Where ``federation-controller`` serves /metrics, /healthz and /readyz (0: a free port)."""
@@ -172,6 +174,13 @@ class ControllerSettings(BaseSettings):
     def _non_negative(cls, value: float) -> float:
         if value < 0:
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("lease_duration")
+    @classmethod
+    def _lease_range(cls, value: int) -> int:
+        if not 2 <= value <= 300:
+            raise ValueError("FEDERATION_LEASE_DURATION must be between 2 and 300 seconds")
         return value
 
     @field_validator("controller_metrics_port")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,15 +38,22 @@ class Controllers:
     name: str = "the controllers"
 
     async def __call__(self, storage: PostgresStorage, /) -> None:
-        from federation.controllers import ControllerManager
+        from federation.controllers import ControllerManager, Leadership
+        from federation.store import LeaseStore
 
         show_transitions()
         if self.work_dir is not None:
             self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        manager = ControllerManager(
-            storage, settings=self.settings, traffic=self.traffic, work_dir=self.work_dir
-        )
-        await manager.run()
+
+        async def lead(fenced: PostgresStorage, holds: Callable[[], bool]) -> None:
+            manager = ControllerManager(
+                fenced, settings=self.settings, traffic=self.traffic, work_dir=self.work_dir, may_write=holds
+            )
+            await manager.run()
+
+        # Elected like federation-controller replicas: a fedctl up beside them leads or stands by.
+        leadership = Leadership(LeaseStore(storage.engine), storage, duration=self.settings.lease_duration)
+        await leadership.run(lead)
 
 
 def show_transitions() -> None:

@@ -7,6 +7,7 @@ entry point (``health``, ``placing``, ``propagation``, ``status``).
 
 from __future__ import annotations
 
+from federation.controllers.leadership import Leadership
 from federation.controllers.manager import ControllerManager
 
-__all__ = ["ControllerManager"]
+__all__ = ["ControllerManager", "Leadership"]

@@ -1,18 +1,19 @@
 """``federation-controller``: the controllers alone, in a process of their own, for deployments.
 
-It runs one :class:`~federation.controllers.manager.ControllerManager` over the federation's Postgres
+Several may run: they elect a leader through a lease in Postgres
+(:mod:`federation.controllers.leadership`), and only the leader runs the
+:class:`~federation.controllers.manager.ControllerManager`, over the federation's Postgres
 (``FEDERATION_DATABASE_URL``, required: a deployment names its database; only ``fedctl up`` starts an
 embedded one) with the encryption key of the API servers (``FEDERATION_ENCRYPTION_KEY`` or
 ``FEDERATION_ENCRYPTION_KEY_FILE``), since cluster credentials are Secrets sealed at rest. Like
 ``federation-apiserver`` it refuses a database whose schema is not current: migrations are their own
 step (``fedctl db upgrade``).
 
-Beside the controllers it serves, on ``FEDERATION_CONTROLLER_METRICS_ADDRESS:_PORT`` (loopback, 8080
-by default; port 0 picks a free one, printed at start), ``/metrics`` (prometheus-client's default
-registry), ``/healthz`` (the process runs) and ``/readyz`` (200 once the controllers have synced their
-informers and started). SIGTERM or SIGINT stops it cleanly (member connections closed) with exit 0.
-Bad settings are one line naming the variable (never its value) and exit 2.
-"""
+Beside the controllers it serves, on ``FEDERATION_CONTROLLER_METRICS_ADDRESS:_PORT`` (loopback, 8080 by
+default; port 0 picks a free one, printed at start), ``/metrics`` (prometheus-client's default
+registry), ``/healthz`` (the process runs) and ``/readyz`` (200 while the database answers; a standby is
+ready too). SIGTERM or SIGINT stops it cleanly (member connections closed) with exit 0. Bad settings are
+one line naming the variable (never its value) and exit 2."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -39,7 +40,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from federation.apimachinery import bind_tcp
+from federation.apimachinery import ApiError, bind_tcp
+from federation.controllers.leadership import Leadership
 from federation.controllers.manager import ControllerManager
 from federation.settings import (
     ControllerSettings,
@@ -48,7 +50,7 @@ from federation.settings import (
     TrafficSettings,
     describe_error,
 )
-from federation.store import PostgresStorage, Sealer, SealingError, make_engine, migrate
+from federation.store import LeaseStore, PostgresStorage, Sealer, SealingError, make_engine, migrate
 
 log = logging.getLogger("federation.controller")
 
@@ -112,8 +114,10 @@ def check_schema(url: str) -> None:
         _refuse("the database schema is not current; run `fedctl db upgrade` first", RUN_ERROR)
 
 
-def probes_app(manager: ControllerManager) -> Starlette:
-    """/metrics, /healthz and /readyz of the controller process."""
+def probes_app(storage: PostgresStorage) -> Starlette:
+    """/metrics, /healthz and /readyz of the controller process. Ready while the database answers:
+    a standby is ready too (it takes over when the leader goes); ``federation_controller_leader``
+    says which process leads."""
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
@@ -122,9 +126,11 @@ def probes_app(manager: ControllerManager) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> Response:
-        if manager.started.is_set():
-            return PlainTextResponse("ok")
-        return PlainTextResponse("controllers starting", status_code=503)
+        try:
+            await asyncio.wait_for(storage.current_version(), 2.0)
+        except (ApiError, TimeoutError):
+            return PlainTextResponse("the database does not answer", status_code=503)
+        return PlainTextResponse("ok")
 
     return Starlette(
         routes=[
@@ -158,16 +164,21 @@ async def run(setup: Setup, sock: socket.socket) -> None:
     work_dir = tempfile.mkdtemp(prefix="federation-traffic-")
     try:
         await storage.start()
-        manager = ControllerManager(
-            storage, settings=settings, traffic=setup.traffic, work_dir=Path(work_dir)
-        )
-        config = uvicorn.Config(probes_app(manager), log_level="warning", access_log=False, lifespan="off")
+        leadership = Leadership(LeaseStore(engine), storage, duration=settings.lease_duration)
+
+        async def lead(fenced: PostgresStorage, holds: Callable[[], bool]) -> None:
+            manager = ControllerManager(
+                fenced, settings=settings, traffic=setup.traffic, work_dir=Path(work_dir), may_write=holds
+            )
+            await manager.run()
+
+        config = uvicorn.Config(probes_app(storage), log_level="warning", access_log=False, lifespan="off")
         probes = ProbeServer(config)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(f"{PROG}: metrics, healthz, readyz on http://{shown}:{port}", flush=True)
         serving = loop.create_task(probes.serve(sockets=[sock]), name="probe server")
-        running = loop.create_task(manager.run(), name="controller manager")
+        running = loop.create_task(leadership.run(lead), name="leader election and controllers")
         stop = loop.create_task(stopping.wait(), name="stop signal")
         done, _ = await asyncio.wait({running, serving, stop}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping the controllers")

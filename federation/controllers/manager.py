@@ -28,6 +28,7 @@ import datetime as dt
 import logging
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -81,9 +82,11 @@ class ControllerManager:
         host: str | None = None,
         traffic: TrafficSettings | None = None,
         work_dir: Path | None = None,
+        may_write: Callable[[], bool] | None = None,
     ) -> None:
         """``traffic``: the global load balancer's settings (None: provider ``none``, weights only);
-        ``work_dir``: where a provider keeps its files (Caddy's configuration)."""
+        ``work_dir``: where a provider keeps its files (Caddy's configuration); ``may_write``:
+        whether this process still leads, asked before every member write (see leadership.py)."""
         self.storage = storage
         self.settings = settings
         self.registry = Registry(Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=FEDERATION_SCHEMAS))
@@ -127,6 +130,7 @@ class ControllerManager:
             recorder=self.recorder,
             settings=settings,
             on_result=self._planned,
+            may_write=may_write or (lambda: True),
         )
         self.traffic_settings = traffic or TrafficSettings(traffic_provider="none")
         provider = make_provider(

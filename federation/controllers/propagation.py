@@ -79,7 +79,10 @@ class Propagator:
         recorder: EventRecorder,
         settings: ControllerSettings,
         on_result: Callable[[FedKey], None],
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
+        self.may_write = may_write
+        """Whether this process still leads (a member write starts only then)."""
         self.fleet = fleet
         self.placer = placer
         self.informers = informers
@@ -261,6 +264,8 @@ class Propagator:
     async def _write(
         self, seat: Seat, rt: ResourceType, key: FedKey, result: str, call: Callable[[], object]
     ) -> None:
+        if not self.may_write():
+            raise TemporaryError("this process does not lead the controllers (any more)", delay=1.0)
         started = time.monotonic()
         try:
             await call()  # type: ignore[misc]

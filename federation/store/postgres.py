@@ -89,6 +89,8 @@ class PostgresStorage:
     ) -> None:
         if retention < window:
             raise ValueError("retention must keep at least the watch window")
+        self.engine = engine
+        """The engine it was made from (other store modules, leases and tokens, use its pool)."""
         size = pool_size if pool_size is not None else engine_pool_size(engine)
         self._codec = RowCodec(sealer)
         self._pool = Connections(connect_args(engine), size=size)
