@@ -29,7 +29,7 @@ from federation.cli.printing import is_tty, ref, state_style
 POLL_SECONDS = 0.5
 PROPAGATED_KINDS = frozenset({"Namespace", "Secret", "ReplicaSet", "Service"})
 GOOD_STATES = frozenset({"Ready", "Current"})
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)?")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)?")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}
 
 
