@@ -27,13 +27,15 @@ import binascii
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from federation.apimachinery import Obj
 from federation.apis import GROUP, REGION_LABEL, SYSTEM_NAMESPACE, VERSION
-from federation.members import Credentials, CredentialsError
+
+if TYPE_CHECKING:  # loaded when used: the credentials' checks import cryptography (fedctl starts fast)
+    from federation.members import Credentials
 
 
 class JoinError(ValueError):
@@ -83,6 +85,8 @@ def _data_or_file(
 
 def member_credentials(kubeconfig: Path, context: str | None = None) -> tuple[str, Credentials]:
     """(context name, credentials) of ``context`` (default: the current one) in ``kubeconfig``."""
+    from federation.members import Credentials, CredentialsError
+
     try:
         doc = yaml.safe_load(kubeconfig.read_text(encoding="utf-8"))
     except OSError as err:
