@@ -18,6 +18,7 @@ from federation.cli import (
     applying,
     clusters,
     db,
+    demo,
     describing,
     eventing,
     planning,
@@ -83,7 +84,7 @@ app.add_typer(tokens.app, name="token")
 app.add_typer(traffic.app, name="traffic")
 app.add_typer(clusters.app, name="cluster")
 app.command("up")(server.up)
-app.command("demo")(server.demo)
+app.command("demo")(demo.demo)
 app.command("apply")(applying.apply)
 app.command("delete")(applying.delete)
 app.command("get")(reading.get)

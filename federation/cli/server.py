@@ -62,14 +62,3 @@ def _run(data_dir: Path | None, port: int | None, workers: int | None, *, contro
     except (OSError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
-
-
-def demo(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data dir (default ./data).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="HTTPS port (default 6443).")] = None,
-    workers: Annotated[int | None, WORKERS_OPTION] = None,
-    no_controllers: Annotated[bool, NO_CONTROLLERS_OPTION] = False,
-) -> None:
-    """The demo: for now the federation API server, its embedded Postgres and the controllers (see
-    `fedctl up` and docs/federation.md)."""
-    _run(data_dir, port, workers, controllers=not no_controllers)
