@@ -17,15 +17,17 @@ more against the members' lists at the end of a phase.
 * ``propagation``: the baseline first: the same member writes issued directly (a Namespace and
   ``--objects`` Secrets per cluster, into a fresh namespace) through ``federation.members.Member``,
   ``member_concurrency`` at a time per cluster, as the propagation queues do. Then the federation:
-  a federated Namespace and ``--objects`` federated Secrets created through ``manager.registry``
+  a federated Namespace and ``--objects`` federated Secrets created through a registry over the storage
   (16 at a time), timed until every member holds every copy. The figure is federation time ÷ direct
   time (goal ≤ 1.3). Then ``kubectl apply -f DIR --context C`` for each cluster in turn (one file per
   object), what a user would do without the federation.
-* ``failover``: ``--objects`` federated ReplicaSets of 1-3 replicas (i % 3 + 1), converged and
-  ready; then the cluster holding the most replicas is made ``down`` (connection refused): seconds
-  from the fault to its Ready condition False (the controllers' view), to every plan without it,
-  to every member holding its new count, and to every replica ready; healed and converged again;
-  then the same with ``blackhole`` (no answer).
+* ``failover``: ``--objects`` federated ReplicaSets of 1-3 replicas (i % 3 + 1), ``--per-namespace``
+  (100) to a namespace (the simulator's ReplicaSet controller lists its namespace's pods on every
+  pass, so one namespace of 1,000 would measure the simulator), converged and ready; then the
+  cluster holding the most replicas is made ``down`` (connection refused): seconds from the fault
+  to its Ready condition False (the controllers' view), to every plan without it, to every member
+  holding its new count, and to every replica ready; healed and converged again; then the same
+  with ``blackhole`` (no answer).
 * ``idle``: the Secrets and ReplicaSets of the two above, converged; then ``--seconds`` of nothing:
   member writes (``federation_propagation_total`` created/updated/deleted, and each member's
   resourceVersion, which every write in the member advances, the simulator's own included), and the
@@ -50,12 +52,13 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,17 +70,21 @@ from federation.apimachinery import (
     NAMESPACES,
     REPLICASETS,
     SECRETS,
+    Registry,
     ResourceType,
+    SchemaSet,
+    Scheme,
     WriteOptions,
     read_kubeconfig,
 )
-from federation.apis import CLUSTERS, SYSTEM_NAMESPACE
+from federation.apis import CLUSTERS, FEDERATION_KINDS, FEDERATION_SCHEMAS, SYSTEM_NAMESPACE
 from federation.controllers import ControllerManager
-from federation.controllers.fleet import SELECTOR
+from federation.controllers.fleet import SELECTOR, Seat
+from federation.controllers.leadership import Leadership
 from federation.members import Member, MemberClient, credentials_from_secret
 from federation.settings import ControllerSettings, DatabaseSettings
 from federation.sim import Fault, SimulatorProcess
-from federation.store import EmbeddedPostgres, PostgresStorage, Sealer, make_engine, migrate
+from federation.store import EmbeddedPostgres, LeaseStore, PostgresStorage, Sealer, make_engine, migrate
 from tests.federation_support import cluster_objects
 
 MAX_OBJECTS = 20_000
@@ -166,27 +173,36 @@ class Meter:
     pg_pid: int
     started: float = 0.0
     cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    writes: dict[str, float] = field(default_factory=dict)
 
     def begin(self) -> Meter:
         self.started = time.monotonic()
         self.cpu = (own_cpu(), tree_cpu(self.sim_pid), tree_cpu(self.pg_pid))
+        self.writes = propagation_writes()
         return self
 
-    def end(self) -> dict[str, float]:
+    def end(self) -> dict[str, Any]:
         seconds = time.monotonic() - self.started
         ours, sim, pg = own_cpu(), tree_cpu(self.sim_pid), tree_cpu(self.pg_pid)
+        now = propagation_writes()
         return {
             "seconds": round(seconds, 3),
             "controllers_cpu_s": round(ours - self.cpu[0], 2),
             "simulator_cpu_s": round(sim - self.cpu[1], 2),
             "postgres_cpu_s": round(pg - self.cpu[2], 2),
+            "member_writes": {
+                k: int(v - self.writes.get(k, 0.0))
+                for k, v in sorted(now.items())
+                if v > self.writes.get(k, 0.0)
+            },
         }
 
 
-def cpu_line(usage: dict[str, float]) -> str:
+def cpu_line(usage: dict[str, Any]) -> str:
     return (
         f"CPU s: controllers {usage['controllers_cpu_s']:.1f}, simulator {usage['simulator_cpu_s']:.1f}, "
-        f"postgres {usage['postgres_cpu_s']:.1f} over {usage['seconds']:.1f} s"
+        f"postgres {usage['postgres_cpu_s']:.1f} over {usage['seconds']:.1f} s; "
+        f"member writes {usage['member_writes'] or 'none'}"
     )
 
 
@@ -244,6 +260,8 @@ class Rig:
     sim: SimulatorProcess
     pg: EmbeddedPostgres
     manager: ControllerManager
+    api: Registry
+    """What the API server writes through (the storage unfenced): users' objects go in here."""
     settings: ControllerSettings
     meter: Meter
     members: dict[str, Member] = field(default_factory=dict)
@@ -299,13 +317,28 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
                 engine, Sealer.generate(), window=window, retention=max(100_000, window)
             )
             await storage.start()
-            manager = ControllerManager(storage, settings=settings)
-            task = asyncio.create_task(manager.run(), name="controllers")
+            # As federation-controller runs them: elected through the lease, writing through the
+            # fenced storage, asking the lease before every member write.
+            leadership = Leadership(LeaseStore(engine), storage, duration=settings.lease_duration)
+            leading: asyncio.Future[ControllerManager] = asyncio.get_running_loop().create_future()
+
+            async def lead(fenced: PostgresStorage, holds: Callable[[], bool]) -> None:
+                manager = ControllerManager(fenced, settings=settings, may_write=holds)
+                if not leading.done():
+                    leading.set_result(manager)
+                await manager.run()
+
+            task = asyncio.create_task(leadership.run(lead), name="leader election and controllers")
             try:
+                await wait_for(lambda: leading.done() or task.done(), 60, "the lease taken")
+                if task.done():
+                    task.result()
+                manager = leading.result()
                 await wait_for(lambda: manager.started.is_set() or task.done(), 60, "controllers started")
                 if task.done():
                     task.result()
-                await register(manager, names, kubeconfig)
+                api = Registry(Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=FEDERATION_SCHEMAS))
+                await register(api, names, kubeconfig)
                 await wait_for(
                     lambda: all((s := manager.fleet.get(n)) is not None and s.ready for n in names),
                     args.timeout,
@@ -318,9 +351,10 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
                     f"load average {loadavg()}"
                 )
                 meter = Meter(sim.process.pid, pg_pid)
-                bench = Rig(args, names, kubeconfig, tmp, sim, pg, manager, settings, meter)
+                bench = Rig(args, names, kubeconfig, tmp, sim, pg, manager, api, settings, meter)
                 try:
-                    yield bench
+                    with profiling(args.profile, {"controllers": os.getpid(), "simulator": sim.process.pid}):
+                        yield bench
                 finally:
                     await bench.close_members()
             finally:
@@ -335,8 +369,54 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
             pg.stop()
 
 
-async def register(manager: ControllerManager, names: list[str], kubeconfig: Path) -> None:
-    registry = manager.registry
+@contextlib.contextmanager
+def profiling(folder: Path | None, pids: dict[str, int]) -> Iterator[None]:
+    """py-spy (``.venv/bin/py-spy``, not a project dependency) recording each of ``pids`` into
+    ``folder/NAME.txt`` (collapsed stacks) while the phase runs; nothing without ``folder``."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if folder is None:
+        yield
+        return
+    if not spy.exists():
+        say(f"no profile: {spy} is not installed (.venv/bin/python -m pip install py-spy)")
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    recorders = [
+        subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--nonblocking",
+                "-r",
+                "20",
+                "--format",
+                "raw",
+                "-o",
+                str(folder / f"{name}.txt"),
+                "--pid",
+                str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)
+        for recorder in recorders:
+            try:
+                recorder.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                recorder.kill()
+                recorder.wait()
+        say(f"profiles (py-spy, collapsed stacks): {', '.join(str(folder / f'{n}.txt') for n in pids)}")
+
+
+async def register(registry: Registry, names: list[str], kubeconfig: Path) -> None:
     with contextlib.suppress(Exception):
         await registry.create(NAMESPACES, "", namespace_obj(SYSTEM_NAMESPACE), WriteOptions())
     config = read_kubeconfig(kubeconfig)
@@ -357,13 +437,13 @@ async def wait_for(check: Callable[[], bool], within: float, what: str, *, inter
         await asyncio.sleep(interval)
 
 
-async def create_all(manager: ControllerManager, rt: ResourceType, objs: list[dict[str, Any]]) -> None:
+async def create_all(api: Registry, rt: ResourceType, objs: list[dict[str, Any]]) -> None:
     """Create ``objs`` through the federation's registry, ``CREATORS`` at a time."""
     it = iter(objs)
 
     async def creator() -> None:
         for obj in it:
-            await manager.registry.create(rt, obj["metadata"].get("namespace", ""), obj, WriteOptions())
+            await api.create(rt, obj["metadata"].get("namespace", ""), obj, WriteOptions())
 
     await asyncio.gather(*(creator() for _ in range(CREATORS)))
 
@@ -374,6 +454,19 @@ async def create_all(manager: ControllerManager, rt: ResourceType, objs: list[di
 def keys(rt: ResourceType, namespace: str, count: int) -> list[tuple[str, str, str]]:
     stem = "secret" if rt is SECRETS else "rs"
     return [(rt.plural, namespace, f"{stem}-{i:05d}") for i in range(count)]
+
+
+def peek(seat: Seat, rt: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
+    """The member's copy as the seat's watch holds it, not copied: ``Seat.copy_of`` deep-copies,
+    and polling thousands of copies ten times a second would cost the controllers' process more
+    than it measures. Read only."""
+    informer = seat.informer(rt)
+    if informer is None:
+        return None
+    objects: dict[tuple[str, str], dict[str, Any]] | None = getattr(informer, "_objects", None)
+    if objects is None:
+        return seat.copy_of(rt, namespace, name)
+    return objects.get((namespace if rt.namespaced else "", name))
 
 
 @dataclass
@@ -405,7 +498,7 @@ def progress(
         ready = 0
         for cluster, replicas in plan.items():
             seat = manager.fleet.get(cluster)
-            copy = None if seat is None else seat.copy_of(rt, key[1], key[2])
+            copy = None if seat is None else peek(seat, rt, key[1], key[2])
             if copy is None or (replicas is not None and int(copy["spec"].get("replicas", 1)) != replicas):
                 missing += 1
                 break
@@ -495,11 +588,10 @@ async def direct_writes(bench: Rig, namespace: str, count: int) -> float:
 async def federate_secrets(bench: Rig, namespace: str, count: int) -> dict[str, float]:
     """A federated Namespace and ``count`` Secrets through the registry; seconds to create them and
     until every member holds every copy."""
-    manager = bench.manager
     wanted = keys(SECRETS, namespace, count)
     started = time.monotonic()
-    await manager.registry.create(NAMESPACES, "", namespace_obj(namespace), WriteOptions())
-    await create_all(manager, SECRETS, [secret(namespace, i) for i in range(count)])
+    await bench.api.create(NAMESPACES, "", namespace_obj(namespace), WriteOptions())
+    await create_all(bench.api, SECRETS, [secret(namespace, i) for i in range(count)])
     created = time.monotonic() - started
     placed, _ = await converge(bench, SECRETS, wanted, since=started, clusters=len(bench.names))
     return {"create_s": round(created, 3), "converge_s": round(placed, 3)}
@@ -586,16 +678,19 @@ async def propagation(bench: Rig) -> dict[str, Any]:
 
 
 async def federate_replicasets(
-    bench: Rig, namespace: str, count: int, sizes: Callable[[int], int]
+    bench: Rig, prefix: str, count: int, sizes: Callable[[int], int]
 ) -> dict[str, Any]:
-    manager = bench.manager
-    wanted = keys(REPLICASETS, namespace, count)
-    totals = {f"rs-{i:05d}": sizes(i) for i in range(count)}
+    """``count`` federated ReplicaSets, ``--per-namespace`` to a namespace ``PREFIX-NN``; seconds to
+    create them, until every member holds its copy, and until every replica is ready."""
+    per = bench.args.per_namespace
+    spaces = [f"{prefix}-{j:03d}" for j in range(-(-count // per))]
+    made = [replicaset(spaces[i // per], i, sizes(i)) for i in range(count)]
+    wanted = [(REPLICASETS.plural, rs["metadata"]["namespace"], rs["metadata"]["name"]) for rs in made]
+    totals = {rs["metadata"]["name"]: int(rs["spec"]["replicas"]) for rs in made}
     started = time.monotonic()
-    await manager.registry.create(NAMESPACES, "", namespace_obj(namespace), WriteOptions())
-    await create_all(
-        manager, REPLICASETS, [replicaset(namespace, i, totals[f"rs-{i:05d}"]) for i in range(count)]
-    )
+    for space in spaces:
+        await bench.api.create(NAMESPACES, "", namespace_obj(space), WriteOptions())
+    await create_all(bench.api, REPLICASETS, made)
     created = time.monotonic() - started
     placed, ready = await converge(bench, REPLICASETS, wanted, since=started, totals=totals)
     return {
@@ -603,6 +698,7 @@ async def federate_replicasets(
         "placed_s": round(placed, 3),
         "ready_s": round(ready, 3),
         "replicas": sum(totals.values()),
+        "namespaces": len(spaces),
         "wanted": wanted,
         "totals": totals,
     }
@@ -849,12 +945,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-kubectl", dest="kubectl", action="store_false", help="propagation: skip kubectl"
     )
+    parser.add_argument(
+        "--per-namespace",
+        type=int,
+        default=100,
+        help="ReplicaSets per namespace (the simulator's ReplicaSet controller lists its namespace's pods)",
+    )
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this folder")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
     args = parser.parse_args(argv)
     big = args.phase == "scale"
     args.clusters = max(1, min(args.clusters or (100 if big else 10), MAX_CLUSTERS))
     args.objects = max(1, min(args.objects or (100 if big else 1000), MAX_OBJECTS))
     args.seconds = max(1.0, min(args.seconds, 600.0))
+    args.per_namespace = max(1, args.per_namespace)
     return args
 
 
