@@ -213,11 +213,12 @@ def _cell_style(text: str) -> str | None:
 
 def render_rich(spread: Spread, *, title: str | None = None) -> Table:
     """The same table for a terminal: health in colour, troubled cells highlighted."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
     header, *rows = _lines(spread)
-    out = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    out = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE, pad_edge=False)
     for i, name in enumerate(header):
         out.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
     health_row, *rest = rows
