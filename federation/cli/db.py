@@ -58,7 +58,10 @@ def downgrade(
 
 @app.command()
 def current(data_dir: DataDir = None) -> None:
-    """Print the revision the database is at."""
+    """Print the revision the database is at.
+
+    Example: FEDERATION_DATABASE_URL=postgresql://fed@db/fed fedctl db current
+    """
     from federation.api import Paths, database
     from federation.store import migrate
 

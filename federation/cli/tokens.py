@@ -63,7 +63,10 @@ def create(
 
 @app.command("list")
 def list_tokens(data_dir: DataDir = None) -> None:
-    """List tokens by name and role (never the tokens themselves)."""
+    """List tokens by name and role (never the tokens themselves).
+
+    Example: fedctl token list --data-dir ./data
+    """
     infos = _with_store(data_dir, "list")
     assert isinstance(infos, list)
     for info in infos:
@@ -72,6 +75,9 @@ def list_tokens(data_dir: DataDir = None) -> None:
 
 @app.command()
 def delete(name: Annotated[str, typer.Argument(help="Token name.")], data_dir: DataDir = None) -> None:
-    """Delete a token by name; requests with it fail from then on."""
+    """Delete a token by name; requests with it fail from then on.
+
+    Example: fedctl token delete ci-reader --data-dir ./data
+    """
     _with_store(data_dir, "delete", name)
     typer.echo(f'token "{name}" deleted')
