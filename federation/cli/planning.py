@@ -19,15 +19,12 @@ only reads (GETs of Clusters and Placements); nothing is created, changed or del
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from federation.apimachinery import Obj
 from federation.apis import CLUSTERS, PLACEMENTS, placement_name
@@ -38,41 +35,12 @@ from federation.cli.client import (
     client_from_options,
     default_namespace,
 )
+from federation.cli.manifests import read_manifests
 from federation.cli.registering import is_cordoned, is_ready, table
 from federation.scheduling import ClusterState, PlacementError, Plan, plan
 
 PLANNED_KINDS = ("Namespace", "Secret", "Service", "ReplicaSet")
 """The kinds the federation propagates (and so places)."""
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be read; one line."""
-
-
-def read_manifests(paths: Sequence[str]) -> list[Obj]:
-    """Every object in the files (``-`` is stdin): YAML (multi-document) or JSON, ``List``s unpacked."""
-    objects: list[Obj] = []
-    for name in paths:
-        try:
-            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-        except OSError as err:
-            raise ManifestError(f"cannot read {name}: {err.strerror or err}") from None
-        try:
-            docs = list(yaml.safe_load_all(text))
-        except yaml.YAMLError as err:
-            where = getattr(err, "problem_mark", None)
-            at = f" (line {where.line + 1})" if where is not None else ""
-            raise ManifestError(f"{name} is not valid YAML or JSON{at}") from None
-        for doc in docs:
-            if doc is None:
-                continue
-            if not isinstance(doc, dict):
-                raise ManifestError(f"{name}: every document must be an object")
-            if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
-                objects.extend(item for item in doc["items"] if isinstance(item, dict))
-            else:
-                objects.append(doc)
-    return objects
 
 
 def cluster_states(clusters: Iterable[Obj], *, failed: Iterable[str] = ()) -> list[ClusterState]:
@@ -266,8 +234,13 @@ def plan_command(
     ctx: typer.Context,
     filename: Annotated[
         list[str],
-        typer.Option("--filename", "-f", help="Manifest file (YAML or JSON; - for stdin); repeatable."),
+        typer.Option(
+            "--filename", "-f", help="Manifest file or directory (YAML, JSON; - stdin); repeatable."
+        ),
     ],
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-R", help="With a directory, its sub-directories too.")
+    ] = False,
     fail: Annotated[
         list[str] | None, typer.Option("--fail", help="A cluster to imagine lost (repeatable).")
     ] = None,
@@ -287,10 +260,7 @@ def plan_command(
     failed = list(dict.fromkeys(fail or []))
     if output not in ("text", "json"):
         raise CliError(f"--output must be text or json, not {output!r}", code=2)
-    try:
-        objects = read_manifests(filename)
-    except ManifestError as err:
-        raise CliError(str(err)) from None
+    objects = [document.obj for document in read_manifests(filename, recursive=recursive)]
     default = default_namespace(ctx, namespace)
     wanted = placements_wanted(objects, default)
     for i, obj in enumerate(objects):

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from federation.cli.planning import (
-    ManifestError,
     plan_object,
-    read_manifests,
     render_all,
     render_plan,
     unknown_clusters,
@@ -100,18 +95,6 @@ def test_kinds_without_replicas_and_a_bad_annotation() -> None:
     assert render_plan(failed, []).splitlines()[1].startswith("error: ")
     doc = json.loads(render_all([failed], [], output="json"))
     assert doc["objects"][0]["error"] == failed.error
-
-
-def test_manifests_multi_document_json_and_lists(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text("kind: Namespace\nmetadata: {name: shop}\n---\n---\nkind: Secret\n")
-    (tmp_path / "b.json").write_text(json.dumps({"kind": "List", "items": [rs(2), rs(3)]}))
-    found = read_manifests([str(tmp_path / "a.yaml"), str(tmp_path / "b.json")])
-    assert [o["kind"] for o in found] == ["Namespace", "Secret", "ReplicaSet", "ReplicaSet"]
-    (tmp_path / "bad.yaml").write_text("a: [\n")
-    with pytest.raises(ManifestError, match="not valid YAML"):
-        read_manifests([str(tmp_path / "bad.yaml")])
-    with pytest.raises(ManifestError, match="cannot read"):
-        read_manifests([str(tmp_path / "missing.yaml")])
 
 
 def test_unknown_failed_clusters() -> None:
