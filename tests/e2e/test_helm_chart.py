@@ -399,3 +399,24 @@ def test_dockerfile_builds_the_package_the_chart_runs(tmp_path: Path) -> None:
     cmd = re.search(r"^CMD (\[.*\])$", text, flags=re.MULTILINE)
     assert cmd is not None
     assert yaml.safe_load(cmd.group(1))[0] in ("fedctl", "federation-apiserver")
+
+
+def _install_doc_commands() -> list[str]:
+    """The ``helm install`` commands of docs/install.md's shell blocks, continuation lines joined."""
+    text = (ROOT / "docs" / "install.md").read_text()
+    commands: list[str] = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL):
+        joined = block.replace("\\\n", " ")
+        commands += [line.strip() for line in joined.splitlines() if line.strip().startswith("helm install")]
+    return commands
+
+
+def test_install_doc_helm_commands_render(helm: Path) -> None:
+    """Each ``helm install`` of docs/install.md, as printed, renders (a client-side dry run)."""
+    commands = _install_doc_commands()
+    assert len(commands) == 2, commands
+    for command in commands:
+        args = command.split()[1:]
+        done = _helm(helm, *args, "--dry-run=client", "--kubeconfig", "/dev/null")
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        assert "NOTES:" in done.stdout
