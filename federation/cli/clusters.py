@@ -251,7 +251,10 @@ def _set_cordon(ctx: typer.Context, name: str, cordoned: bool) -> None:
 
 @app.command()
 def cordon(ctx: typer.Context, name: NameArgument) -> None:
-    """Place no new replicas in a cluster (those it runs stay; spec.unschedulable).
+    """Place no replicas in a cluster (spec.unschedulable): the controllers divide among the others.
+
+    As the placement controllers work today, a cordoned cluster leaves every plan, so the replicas
+    it runs are moved to the other clusters too (a drain), and new ones never go there.
 
     Example: fedctl cluster cordon us-central1
     """
