@@ -64,6 +64,10 @@ from federation.settings import ControllerSettings
 log = logging.getLogger(__name__)
 
 RETRY_UNSYNCED: Final = 0.2
+EXPECTATION_TTL: Final = 5.0
+"""Seconds a copy waits for the member's watch to show this process's own last write to it (or the
+newer version a Conflict revealed) before it is looked at regardless: a watch that lost the event,
+a member whose versions went back."""
 PairKey = tuple[str, FedKey]
 
 
@@ -97,6 +101,12 @@ class Propagator:
         """Objects of the same name a member holds that the federation did not make."""
         self._written: set[PairKey] = set()
         """Copies this process made or found current (a vanished one is drift)."""
+        self._expected: dict[PairKey, tuple[int, float]] = {}
+        """Per copy, the member version the watch must show before the cached copy can be trusted
+        (that of this process's last write to it, or one past the version a Conflict refused), and
+        since when. Until then the cache is older than the member: a write from it would be refused
+        (Conflict) or repeat the last one (AlreadyExists), and retrying it every 50 ms only loads a
+        busy member further (client-go's controllers keep "expectations" for the same reason)."""
 
     # ------------------------------------------------------------------ queues
 
@@ -129,6 +139,7 @@ class Propagator:
         for pair in [p for p in self.conflicts if p[0] == cluster]:
             del self.conflicts[pair]
         self._written = {p for p in self._written if p[0] != cluster}
+        self._expected = {p: v for p, v in self._expected.items() if p[0] != cluster}
 
     def idle(self) -> bool:
         return all(q.idle for q in self.queues.values())
@@ -149,8 +160,11 @@ class Propagator:
             raise TemporaryError(f"{cluster}: {rt.plural} not listed yet", delay=RETRY_UNSYNCED)
         federated = self.informers[plural].get(namespace, name)
         plan = self.placer.plans.get(key)
-        current = seat.copy_of(rt, namespace, name)
         pair = (cluster, key)
+        behind = self._behind(seat, rt, pair)
+        if behind is not None:  # the watch event of the write, when it comes, queues the key again
+            return Result(requeue_after=behind)
+        current = seat.copy_of(rt, namespace, name)
         wanted = (
             federated is not None
             and plan is not None
@@ -187,7 +201,10 @@ class Propagator:
         except MemberUnreachable as err:
             self.errors[pair] = err.message
             raise TemporaryError(err.message, delay=1.0) from None
-        except Conflict as err:  # the copy changed under us: look again soon
+        except Conflict as err:  # the copy changed under us: look again once the watch shows it
+            seen = str(meta(current or {}).get("resourceVersion") or "")
+            if seen.isdigit():
+                self._expected[pair] = (int(seen) + 1, time.monotonic())
             raise TemporaryError(err.message, delay=0.05) from None
         except NotFound as err:  # its namespace is not there yet
             self.errors[pair] = err.message
@@ -261,6 +278,19 @@ class Propagator:
                 lambda: member.delete(rt, namespace, name, uid=meta(current).get("uid")),
             )
 
+    def _behind(self, seat: Seat, rt: ResourceType, pair: PairKey) -> float | None:
+        """Seconds left to wait for the member's watch to reach :attr:`_expected` (None: it has)."""
+        expected = self._expected.get(pair)
+        if expected is None:
+            return None
+        version, since = expected
+        informer = seat.informer(rt)
+        left = since + EXPECTATION_TTL - time.monotonic()
+        if informer is None or informer.resource_version >= version or left <= 0:
+            del self._expected[pair]
+            return None
+        return left
+
     async def _write(
         self, seat: Seat, rt: ResourceType, key: FedKey, result: str, call: Callable[[], object]
     ) -> None:
@@ -268,7 +298,7 @@ class Propagator:
             raise TemporaryError("this process does not lead the controllers (any more)", delay=1.0)
         started = time.monotonic()
         try:
-            await call()  # type: ignore[misc]
+            written = await call()  # type: ignore[misc]
         except ApiError as err:
             outcome = "conflict" if isinstance(err, (Conflict, AlreadyExists)) else "error"
             metrics.PROPAGATION_TOTAL.labels(seat.name, rt.kind, outcome).inc()
@@ -278,6 +308,9 @@ class Propagator:
                 time.monotonic() - started
             )
         metrics.PROPAGATION_TOTAL.labels(seat.name, rt.kind, result).inc()
+        version = str(meta(written).get("resourceVersion") or "") if isinstance(written, dict) else ""
+        if version.isdigit():
+            self._expected[(seat.name, key)] = (int(version), time.monotonic())
 
     async def _drift(self, seat: Seat, rt: ResourceType, key: FedKey, federated: Obj, how: str) -> None:
         metrics.DRIFT_CORRECTIONS_TOTAL.labels(seat.name, rt.kind).inc()
