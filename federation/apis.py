@@ -141,7 +141,8 @@ CLUSTER_SCHEMAS: dict[str, dict[str, Any]] = {
             "weight": {"type": "integer", "format": "int32", "description": "Default placement weight."},
             "unschedulable": {
                 "type": "boolean",
-                "description": "Cordoned: no new replicas are placed here (those already here stay).",
+                "description": "Cordoned: nothing new is placed here; what runs here stays, except the "
+                "replicas of ReplicaSets that rebalance, which move to the other clusters.",
             },
         },
     },

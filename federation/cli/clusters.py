@@ -251,10 +251,10 @@ def _set_cordon(ctx: typer.Context, name: str, cordoned: bool) -> None:
 
 @app.command()
 def cordon(ctx: typer.Context, name: NameArgument) -> None:
-    """Place no replicas in a cluster (spec.unschedulable): the controllers divide among the others.
+    """Place no new replicas in a cluster (spec.unschedulable); its traffic weight becomes 0.
 
-    As the placement controllers work today, a cordoned cluster leaves every plan, so the replicas
-    it runs are moved to the other clusters too (a drain), and new ones never go there.
+    What it runs stays there, except for ReplicaSets with "rebalance": true, whose replicas move to
+    the other clusters, make-before-break (a drain: see docs/howto-drain.md).
 
     Example: fedctl cluster cordon us-central1
     """

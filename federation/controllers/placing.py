@@ -267,15 +267,18 @@ class Placer:
     def _current(
         self, key: FedKey, rt: ResourceType, seats: list[Seat], previous: dict[str, int | None] | None
     ) -> dict[str, int]:
-        """Replicas each Ready cluster holds now (its copy's spec), else what it was last given."""
+        """Replicas each Ready cluster holds now (its copy's spec), else what it was last given; for
+        the other kinds, 1 where a copy is (a cordoned cluster keeps it)."""
         _, namespace, name = key
         current: dict[str, int] = {}
         for seat in seats:
             if not seat.ready:
                 continue
             copy = seat.copy_of(rt, namespace, name)
-            if copy is not None and rt.kind == "ReplicaSet":
-                current[seat.name] = _replicas(copy)
+            if copy is not None:
+                current[seat.name] = _replicas(copy) if rt.kind == "ReplicaSet" else 1
+            elif rt.kind != "ReplicaSet" and previous is not None and seat.name in previous:
+                current[seat.name] = 1
             elif previous and previous.get(seat.name):
                 current[seat.name] = int(previous[seat.name] or 0)
         return current

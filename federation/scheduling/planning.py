@@ -7,8 +7,12 @@ ReplicaSet) its total, current replicas and capacity estimates. Guarantees:
 * Every cluster passed in is either eligible (a key of :attr:`Plan.replicas`) or excluded (a key of
   :attr:`Plan.excluded`, with one reason), never both; both mappings are sorted by cluster name.
 * Reasons, first that applies: ``Offline`` (not ready: Offline or unknown health), ``Cordoned``
-  (``spec.unschedulable``), ``SelectorMismatch`` (the cluster selector does not match its labels),
-  ``NotInPreferences`` (a ReplicaSet's preferences name neither it nor ``*``).
+  (``spec.unschedulable``, holding nothing it may keep), ``SelectorMismatch`` (the cluster selector
+  does not match its labels), ``NotInPreferences`` (a ReplicaSet's preferences name neither it nor
+  ``*``).
+* A cordoned cluster gets nothing new, as a cordoned node: it keeps what it holds now (``current``:
+  replicas, or for a Namespace or Secret any value above 0 for "has a copy") unless the ReplicaSet
+  asks for ``rebalance``, which moves its replicas off it (how a region is drained).
 * ``total=None`` (a Namespace or Secret): every eligible cluster maps to 0 and the replica-set
   preferences are not read at all (a bad one is not this object's error). ``total`` an integer (a
   ReplicaSet): the division of ``division.divide`` over the eligible clusters, with weight and
@@ -76,11 +80,14 @@ def plan(
         by_name[cluster.name] = cluster
     eligible: list[str] = []
     excluded: dict[str, str] = {}
+    held: set[str] = set()
+    """Cordoned clusters that keep what they hold (nothing new goes there)."""
+    rebalance = preferences is not None and preferences.rebalance
     for name in sorted(by_name):
         cluster = by_name[name]
         if not cluster.ready:
             excluded[name] = OFFLINE
-        elif cluster.cordoned:
+        elif cluster.cordoned and (rebalance or current.get(name, 0) <= 0):
             excluded[name] = CORDONED
         elif not selector_matches(requirements, cluster.labels):
             excluded[name] = SELECTOR_MISMATCH
@@ -88,6 +95,8 @@ def plan(
             excluded[name] = NOT_IN_PREFERENCES
         else:
             eligible.append(name)
+            if cluster.cordoned:
+                held.add(name)
     if total is None or preferences is None:
         return Plan(MappingProxyType(dict.fromkeys(eligible, 0)), 0, MappingProxyType(excluded))
     targets = []
@@ -95,6 +104,8 @@ def plan(
         preference = preferences.for_cluster(name)
         assert preference is not None  # NotInPreferences above
         estimate = capacity.get(name)
+        if name in held:  # cordoned: what it runs stays, nothing more
+            estimate = current.get(name, 0) if estimate is None else min(estimate, current.get(name, 0))
         targets.append(
             Target(
                 name=name,
