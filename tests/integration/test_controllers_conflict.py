@@ -7,45 +7,22 @@ running in the test's event loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
 
 from federation.apimachinery import NAMESPACES, SECRETS, WriteOptions
 from federation.apis import ADOPT_ANNOTATION, MANAGED_BY_LABEL, PLACEMENTS, placement_name
 from federation.controllers import ControllerManager
 from federation.sim import Simulator
-from federation.store import PostgresStorage
 from tests.federation_support import (
-    all_ready,
     b64,
     change,
     events_about,
     eventually,
-    fast_settings,
     member_get,
-    register,
-    running,
 )
 from tests.integration.test_controllers_secrets import secret
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
-
-
-@pytest.fixture
-async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=fast_settings())
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
-        yield m
 
 
 async def test_an_object_made_by_hand_is_not_overwritten_until_adopted(

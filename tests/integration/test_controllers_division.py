@@ -7,8 +7,6 @@ running in the test's event loop.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,34 +21,14 @@ from federation.apis import (
 from federation.controllers import ControllerManager
 from federation.scheduling import ClusterState, plan
 from federation.sim import Simulator
-from federation.store import PostgresStorage
 from tests.federation_support import (
-    all_ready,
     change,
     eventually,
-    fast_settings,
     member_ready,
     member_replicas,
-    register,
-    running,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
-
-
-@pytest.fixture
-async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=fast_settings())
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
-        yield m
 
 
 def replica_set(name: str, replicas: int, annotations: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]

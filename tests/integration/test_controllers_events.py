@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from federation.apimachinery import EVENTS, NAMESPACES, REPLICASETS, WriteOptions
 from federation.controllers import ControllerManager
+from federation.settings import ControllerSettings
 from federation.sim import ClusterSpec, Simulator
-from federation.store import PostgresStorage
-from tests.federation_support import all_ready, eventually, fast_settings, register, running
+from tests.federation_support import eventually, fast_settings
 from tests.integration.test_controllers_division import replica_set
 
 pytestmark = pytest.mark.anyio
@@ -25,12 +25,8 @@ def sim(tmp_path: Path) -> Iterator[Simulator]:
 
 
 @pytest.fixture
-async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=fast_settings(event_retention=3.0))
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
-        yield m
+def controller_settings() -> ControllerSettings:
+    return fast_settings(event_retention=3.0)
 
 
 async def test_scheduling_and_member_warnings_are_events_of_the_federated_object(

@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from federation.apimachinery import NAMESPACES, REPLICASETS, WriteOptions
 from federation.controllers import ControllerManager
 from federation.sim import Simulator
-from federation.store import PostgresStorage
 from tests.federation_support import (
-    all_ready,
     eventually,
-    fast_settings,
     member_ready,
     member_replicas,
-    register,
-    running,
 )
 from tests.integration.test_controllers_division import replica_set
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
-
-
-@pytest.fixture
-async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=fast_settings())
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
-        yield m
 
 
 @pytest.mark.parametrize("mode", ["down", "blackhole"])

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -37,12 +36,6 @@ from tests.federation_support import (
 from tests.integration.test_controllers_division import replica_set
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
 
 
 @pytest.fixture

@@ -9,16 +9,14 @@ never marked Offline: propagation keeps trying it, and only its own queue pays t
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from federation.apimachinery import NAMESPACES, SECRETS, WriteOptions
 from federation.controllers import ControllerManager
+from federation.settings import ControllerSettings
 from federation.sim import Simulator
-from federation.store import PostgresStorage
-from tests.federation_support import all_ready, eventually, fast_settings, member_get, register, running
+from tests.federation_support import eventually, fast_settings, member_get
 from tests.integration.test_controllers_secrets import secret
 
 pytestmark = pytest.mark.anyio
@@ -27,18 +25,8 @@ COUNT = 20
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
-
-
-@pytest.fixture
-async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=fast_settings(failure_threshold=1000))
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
-        yield m
+def controller_settings() -> ControllerSettings:
+    return fast_settings(failure_threshold=1000)
 
 
 async def propagate(manager: ControllerManager, sim: Simulator, prefix: str, clusters: list[str]) -> float:

@@ -9,8 +9,6 @@ controller's /metrics serves), as differences from before the test, since counte
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -18,16 +16,11 @@ from prometheus_client import REGISTRY
 from federation.apimachinery import NAMESPACES, REPLICASETS, SECRETS, WriteOptions
 from federation.controllers import ControllerManager
 from federation.sim import Simulator
-from federation.store import PostgresStorage
 from tests.federation_support import (
-    all_ready,
     eventually,
-    fast_settings,
     member_get,
     member_ready,
     member_replicas,
-    register,
-    running,
     sample,
 )
 from tests.integration.test_controllers_division import replica_set
@@ -38,21 +31,6 @@ pytestmark = pytest.mark.anyio
 PROPAGATION = "federation_propagation_total"
 KINDS = ("Namespace", "Secret", "ReplicaSet")
 WRITES = ("created", "updated", "deleted")
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
-
-
-@pytest.fixture
-async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=fast_settings())
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
-        yield m
 
 
 def writes(clusters: list[str]) -> dict[tuple[str, str, str], float]:

@@ -7,47 +7,24 @@ running in the test's event loop. Hand edits go through the member's own API mac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
 
 from federation.apimachinery import NAMESPACES, SECRETS, NotFound, WriteOptions
 from federation.apis import PROPAGATION_FINALIZER
 from federation.controllers import ControllerManager
 from federation.sim import Simulator
-from federation.store import PostgresStorage
 from tests.federation_support import (
-    all_ready,
     b64,
     change,
     events_about,
     eventually,
-    fast_settings,
     member_get,
-    register,
-    running,
     sample,
 )
 
 pytestmark = pytest.mark.anyio
 
 DRIFT = "federation_drift_corrections_total"
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
-
-
-@pytest.fixture
-async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=fast_settings())
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
-        yield m
 
 
 def secret(name: str, password: str) -> dict:  # type: ignore[type-arg]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -12,26 +10,10 @@ from federation.apimachinery import NAMESPACES, REPLICASETS, SERVICES, Obj, Writ
 from federation.apis import FOLLOW_WORKLOADS_ANNOTATION, REPLICA_SET_PREFERENCES
 from federation.controllers import ControllerManager
 from federation.sim import Simulator
-from federation.store import PostgresStorage
-from tests.federation_support import all_ready, eventually, fast_settings, member_get, register, running
+from tests.federation_support import eventually, member_get
 from tests.integration.test_controllers_division import replica_set
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
-
-
-@pytest.fixture
-async def manager(federation_storage: PostgresStorage, sim: Simulator) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=fast_settings())
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
-        yield m
 
 
 def service(name: str, *, follow: bool = False) -> Obj:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from federation.apimachinery import NAMESPACES, REPLICASETS, WriteOptions
@@ -15,12 +12,6 @@ from tests.federation_support import eventually, fast_settings, member_replicas,
 from tests.integration.test_controllers_division import replica_set
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(["a", "b", "c"], kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as s:
-        yield s
 
 
 async def test_replica_sets_made_before_the_clusters_are_judged_are_spread_evenly(
