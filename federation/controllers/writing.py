@@ -12,7 +12,7 @@ finishes a deletion whose last finalizer goes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from federation.apimachinery import (
     Conflict,
@@ -32,10 +32,14 @@ Mutation = Callable[[Obj], bool]
 """Changes the object in place; returns whether it changed anything."""
 
 
-async def update_status(
-    registry: Registry, rt: ResourceType, namespace: str, name: str, mutate: Mutation
+Store = Callable[[Obj, Obj], Awaitable[Obj | None]]
+"""Writes the changed object over the current one: the stored object, or None when it is gone."""
+
+
+async def _read_modify_write(
+    registry: Registry, rt: ResourceType, namespace: str, name: str, mutate: Mutation, store: Store
 ) -> Obj | None:
-    """Apply ``mutate`` to the current object and store it; None when the object is gone."""
+    """Read fresh, apply ``mutate``, ``store`` conditionally; again on a conflict."""
     ns = namespace if rt.namespaced else ""
     for _ in range(MAX_ATTEMPTS):
         try:
@@ -46,12 +50,23 @@ async def update_status(
         if not mutate(changed):
             return current
         try:
-            return await registry.storage.update(rt, changed, precondition_rv=rv_of(current))
+            return await store(changed, current)
         except Conflict:
             continue
         except NotFound:
             return None
-    raise Conflict.make(f"{rt.qualified} {name!r}: too many concurrent changes to its status")
+    raise Conflict.make(f"{rt.qualified} {name!r}: too many concurrent changes")
+
+
+async def update_status(
+    registry: Registry, rt: ResourceType, namespace: str, name: str, mutate: Mutation
+) -> Obj | None:
+    """Apply ``mutate`` to the current object and store it; None when the object is gone."""
+
+    async def store(changed: Obj, current: Obj) -> Obj | None:
+        return await registry.storage.update(rt, changed, precondition_rv=rv_of(current))
+
+    return await _read_modify_write(registry, rt, namespace, name, mutate, store)
 
 
 async def update_object(
@@ -60,23 +75,10 @@ async def update_object(
     """Apply ``mutate`` to the current object and store it through the registry (validation,
     generation, finalizers); None when the object is gone (or went, its last finalizer removed)."""
     ns = namespace if rt.namespaced else ""
-    for _ in range(MAX_ATTEMPTS):
-        try:
-            current = await registry.storage.get(rt, ns, name)
-        except NotFound:
-            return None
-        changed = copy_json(current)
-        if not mutate(changed):
-            return current
-        try:
-            outcome = await registry.update(rt, ns, name, changed, WriteOptions())
-        except Conflict:
-            continue
-        except NotFound:
-            return None
-        return (
-            None
-            if outcome.deleted or meta(outcome.object).get("uid") != meta(current).get("uid")
-            else outcome.object
-        )
-    raise Conflict.make(f"{rt.qualified} {name!r}: too many concurrent changes")
+
+    async def store(changed: Obj, current: Obj) -> Obj | None:
+        outcome = await registry.update(rt, ns, name, changed, WriteOptions())
+        gone = outcome.deleted or meta(outcome.object).get("uid") != meta(current).get("uid")
+        return None if gone else outcome.object
+
+    return await _read_modify_write(registry, rt, namespace, name, mutate, store)
