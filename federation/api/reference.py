@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from federation.apimachinery import SchemaSet, Scheme
-from federation.apimachinery.openapi import openapi_v3_document
+from federation.apimachinery import SchemaSet, Scheme, openapi_v3_document
 from federation.apis import FEDERATION_KINDS, FEDERATION_SCHEMAS
 
 HEADER = """# API reference

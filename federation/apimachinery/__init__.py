@@ -78,6 +78,7 @@ if TYPE_CHECKING:
         parse_rfc3339,
         rv_of,
     )
+    from federation.apimachinery.openapi import openapi_v3_document
     from federation.apimachinery.policy import KUBERNETES_RULES_ONLY, Policy
     from federation.apimachinery.queueing import (
         PermanentError,
@@ -155,6 +156,7 @@ _WHERE = {
     "queueing": ("PermanentError", "RateLimiter", "Result", "TemporaryError", "WorkQueue", "feed"),
     "registry": ("Registry", "WriteOptions"),
     "resources": ("Column", "Obj", "ResourceType", "Scheme", "Strategy"),
+    "openapi": ("openapi_v3_document",),
     "schema": ("SchemaSet",),
     "selectors": ("LabelSelector", "label_selector_from_object"),
     "services": (
@@ -258,6 +260,7 @@ __all__ = [
     "new_uid",
     "not_found",
     "now_rfc3339",
+    "openapi_v3_document",
     "parse_rfc3339",
     "read_kubeconfig",
     "rv_of",
