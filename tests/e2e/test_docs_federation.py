@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import RunningFederation, start_federation
+from tests.servers import FEDCTL, RunningFederation, start_federation
 from tests.tools import kubectl_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,13 +32,14 @@ def blocks(doc: Path, kind: str) -> list[str]:
 def test_readme_quickstart_commands(federation: RunningFederation) -> None:
     (quickstart,) = [b for b in blocks(ROOT / "README.md", "sh") if "kubectl" in b]
     env = {**os.environ, "KUBECONFIG": str(federation.kubeconfig), "HOME": str(federation.data_dir)}
+    programs = {"kubectl": kubectl_binary("machine"), "fedctl": FEDCTL}
     ran = 0
     for line in quickstart.splitlines():
-        if not line.startswith("kubectl "):
-            continue  # `export KUBECONFIG=...` is what env= does here
-        args = shlex.split(line)
+        args = shlex.split(line, comments=True)
+        if not args or args[0] not in programs or args[:2] == ["fedctl", "demo"]:
+            continue  # `export KUBECONFIG=...` is what env= does here; the demo is tests/e2e/test_demo.py
         done = subprocess.run(
-            [kubectl_binary("machine"), *args[1:]],
+            [programs[args[0]], *args[1:]],
             cwd=ROOT,
             env=env,
             capture_output=True,
