@@ -89,6 +89,7 @@ def manifest(kind: str, name: str) -> dict[str, Any]:
             }
         },
         "clusters": {"spec": {"server": "https://127.0.0.1:1"}},
+        "placements": {"spec": {"resource": {"apiVersion": "v1", "kind": "Secret", "name": "fuzz"}}},
         "pods": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}},
         "services": {"spec": {"selector": app, "ports": [{"port": 80}]}},
         "nodes": {},
