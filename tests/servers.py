@@ -74,14 +74,27 @@ def start_federation(
     extra_env: dict[str, str] | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = START_TIMEOUT,
+    controllers: bool = False,
 ) -> RunningFederation:
+    """``fedctl up`` on ``data_dir``. ``controllers``: run the controllers beside the API (off by
+    default: a test of the API's own semantics must not see the controllers' finalizers and status
+    writes; a test of the whole system asks for them)."""
     env = dict(os.environ)
     env.pop("FEDERATION_DATABASE_URL", None)
     if database_url:
         env["FEDERATION_DATABASE_URL"] = database_url
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [FEDCTL, "up", "--data-dir", str(data_dir), "--port", "0", *extra_args],
+        [
+            FEDCTL,
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            "0",
+            *([] if controllers or "--no-controllers" in extra_args else ["--no-controllers"]),
+            *extra_args,
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

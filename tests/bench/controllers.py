@@ -48,6 +48,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import os
 import platform
 import resource
@@ -259,12 +260,19 @@ class Rig:
     tmp: Path
     sim: SimulatorProcess
     pg: EmbeddedPostgres
-    manager: ControllerManager
+    managers: list[ControllerManager]
+    """Every manager the leader election has run, the current one last: a leader that loses its
+    lease (its renewal late on a saturated machine) stops its controllers and starts new ones
+    when it leads again."""
     api: Registry
     """What the API server writes through (the storage unfenced): users' objects go in here."""
     settings: ControllerSettings
     meter: Meter
     members: dict[str, Member] = field(default_factory=dict)
+
+    @property
+    def manager(self) -> ControllerManager:
+        return self.managers[-1]
 
     def member(self, name: str) -> Member:
         found = self.members.get(name)
@@ -290,7 +298,12 @@ def member_client(kubeconfig: Path, name: str, pool_size: int) -> MemberClient:
 @contextlib.asynccontextmanager
 async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> AsyncIterator[Rig]:
     names = [f"bench-{i:03d}" for i in range(args.clusters)]
-    settings = ControllerSettings(controller_metrics_port=0)
+    health: dict[str, Any] = {}
+    if args.probe_timeout is not None:
+        health["probe_timeout"] = args.probe_timeout
+    if args.failure_threshold is not None:
+        health["failure_threshold"] = args.failure_threshold
+    settings = ControllerSettings(controller_metrics_port=0, **health)
     with tempfile.TemporaryDirectory(prefix="federation-bench-ctl-") as tmp_name:
         tmp = Path(tmp_name)
         runtime = tmp / "run"
@@ -320,20 +333,21 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
             # As federation-controller runs them: elected through the lease, writing through the
             # fenced storage, asking the lease before every member write.
             leadership = Leadership(LeaseStore(engine), storage, duration=settings.lease_duration)
-            leading: asyncio.Future[ControllerManager] = asyncio.get_running_loop().create_future()
+            managers: list[ControllerManager] = []
 
             async def lead(fenced: PostgresStorage, holds: Callable[[], bool]) -> None:
                 manager = ControllerManager(fenced, settings=settings, may_write=holds)
-                if not leading.done():
-                    leading.set_result(manager)
+                managers.append(manager)
+                if len(managers) > 1:
+                    say(f"the controllers lost the lease and lead again: manager {len(managers)}")
                 await manager.run()
 
             task = asyncio.create_task(leadership.run(lead), name="leader election and controllers")
             try:
-                await wait_for(lambda: leading.done() or task.done(), 60, "the lease taken")
+                await wait_for(lambda: bool(managers) or task.done(), 60, "the lease taken")
                 if task.done():
                     task.result()
-                manager = leading.result()
+                manager = managers[-1]
                 await wait_for(lambda: manager.started.is_set() or task.done(), 60, "controllers started")
                 if task.done():
                     task.result()
@@ -351,7 +365,7 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
                     f"load average {loadavg()}"
                 )
                 meter = Meter(sim.process.pid, pg_pid)
-                bench = Rig(args, names, kubeconfig, tmp, sim, pg, manager, api, settings, meter)
+                bench = Rig(args, names, kubeconfig, tmp, sim, pg, managers, api, settings, meter)
                 try:
                     with profiling(args.profile, {"controllers": os.getpid(), "simulator": sim.process.pid}):
                         yield bench
@@ -806,8 +820,17 @@ async def member_versions(bench: Rig) -> dict[str, int]:
 async def idle(bench: Rig) -> dict[str, Any]:
     count = bench.args.objects
     say(f"\n== idle: {count} Secrets and {count} ReplicaSets over {len(bench.names)} clusters, converged")
-    await federate_secrets(bench, "idle-secrets", count)
+    bench.meter.begin()
+    fed = await federate_secrets(bench, "idle-secrets", count)
+    usage = bench.meter.end()
+    say(f"secrets converged         every copy after {fed['converge_s']:.2f} s; {cpu_line(usage)}")
+    bench.meter.begin()
     made = await federate_replicasets(bench, "idle-replicasets", count, small)
+    usage = bench.meter.end()
+    say(
+        f"replicasets converged     placed {made['placed_s']:.2f} s, ready {made['ready_s']:.2f} s; "
+        f"{cpu_line(usage)}"
+    )
     await settle(bench, seconds=5.0)
     seconds = bench.args.seconds
     load = loadavg()
@@ -860,11 +883,16 @@ async def scale(bench: Rig) -> dict[str, Any]:
     rss_before = rss_mib(me)
     load = loadavg()
     bench.meter.begin()
-    made = await federate_replicasets(bench, "scale", count, lambda _: replicas)
+    try:
+        made = await federate_replicasets(bench, "scale", count, lambda _: replicas)
+    except TimeoutError as err:  # the memory is still worth reporting
+        say(f"NOT CONVERGED             {err}")
+        made = {"timed_out": str(err), "create_s": math.nan, "placed_s": math.nan, "ready_s": math.nan}
     usage = bench.meter.end()
-    made.pop("wanted")
-    made.pop("totals")
-    await settle(bench, seconds=5.0)
+    made.pop("wanted", None)
+    made.pop("totals", None)
+    if "timed_out" not in made:
+        await settle(bench, seconds=5.0)
     result = {
         "clusters": len(bench.names),
         "objects": count,
@@ -897,6 +925,13 @@ async def scale(bench: Rig) -> dict[str, Any]:
 PHASES = {"propagation": propagation, "failover": failover, "idle": idle, "scale": scale}
 
 
+def commit() -> str:
+    out = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False, timeout=30
+    )
+    return out.stdout.strip() or "?"
+
+
 def machine() -> dict[str, str]:
     cpu = next(
         (
@@ -927,6 +962,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         nodes, pods = 10, args.objects // 10 + 20
     async with rig(args, nodes=nodes, pods_per_node=pods) as bench:
         result = await phase(bench)
+        result["leader_terms"] = len(bench.managers)
     return result
 
 
@@ -951,6 +987,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=100,
         help="ReplicaSets per namespace (the simulator's ReplicaSet controller lists its namespace's pods)",
     )
+    parser.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=None,
+        help="FEDERATION_PROBE_TIMEOUT for this run (default: the setting's, 1 s); for rigs whose "
+        "one simulator process is too busy to answer a probe in time",
+    )
+    parser.add_argument("--failure-threshold", type=int, default=None, help="FEDERATION_FAILURE_THRESHOLD")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this folder")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
     args = parser.parse_args(argv)
@@ -967,13 +1011,16 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m tests.bench.controllers " + " ".join(sys.argv[1:] if argv is None else argv)
     info = machine()
     say(f"command: {command}")
-    say(f"machine: {info}; load average {loadavg()}")
+    say(f"machine: {info}; load average {loadavg()}; commit {commit()}")
     started = time.monotonic()
     result = asyncio.run(run(args))
     summary = {
         "command": command,
         "machine": info,
         "phase": args.phase,
+        "commit": commit(),
+        "probe_timeout": args.probe_timeout or ControllerSettings().probe_timeout,
+        "failure_threshold": args.failure_threshold or ControllerSettings().failure_threshold,
         "wall_s": round(time.monotonic() - started, 1),
         "load_average_end": loadavg(),
         "result": result,

@@ -68,7 +68,7 @@ def federation(
 ) -> Iterator[RunningFederation]:
     (up, *_) = sh_blocks()
     assert up.strip() == "fedctl up --data-dir ./data"
-    running = start_federation(tmp_path / "data", database_url=database_url)
+    running = start_federation(tmp_path / "data", database_url=database_url, controllers=True)
     try:
         yield running
     finally:

@@ -76,7 +76,7 @@ def _register(running: RunningFederation, sim: Simulator) -> None:
 def federation(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Federation]:
     folder = tmp_path_factory.mktemp("fedctl-cli")
     with Simulator(REGIONS, kubeconfig=folder / "sim.kubeconfig", start_delay=0.2) as sim:
-        running = start_federation(folder / "data", database_url=database_url)
+        running = start_federation(folder / "data", database_url=database_url, controllers=True)
         try:
             _register(running, sim)
             yield Federation(running)

@@ -84,7 +84,7 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Setup]:
     folder = tmp_path_factory.mktemp("fedctl-clusters")
     with Simulator(CLUSTERS, kubeconfig=folder / "sim.kubeconfig", start_delay=0.2) as sim:
-        running = start_federation(folder / "data", database_url=database_url)
+        running = start_federation(folder / "data", database_url=database_url, controllers=True)
         try:
             yield Setup(running, sim, folder)
         finally:

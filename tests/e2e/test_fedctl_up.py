@@ -32,7 +32,7 @@ def _mode(path: Path) -> int:
 
 def test_first_run_creates_private_files_and_next_run_reuses_them(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = start_federation(data, database_url=None)
+    first = start_federation(data, database_url=None, controllers=True)
     try:
         for name in ("encryption.key", "admin.token", "federation.kubeconfig", "pki/ca.key", "pki/tls.key"):
             assert _mode(data / name) == 0o600, name

@@ -34,7 +34,7 @@ SEED = int(os.environ.get("FEDERATION_FUZZ_SEED", DEFAULT_SEED))
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Endpoint]:
-    running = start_federation(tmp_path_factory.mktemp("fed"), database_url=database_url)
+    running = start_federation(tmp_path_factory.mktemp("fed"), database_url=database_url, controllers=True)
     yield Endpoint(running.url, running.ca_file, running.admin_token)
     log = running.stop()
     assert "Traceback" not in log, log[-4000:]  # nothing failed unseen (in a stream, say)

@@ -97,7 +97,10 @@ def register(running: RunningFederation, sim: Simulator) -> None:
 def federation(tmp_path: Path, database_url: str) -> Iterator[tuple[RunningFederation, Simulator]]:
     with Simulator(REGIONS, kubeconfig=tmp_path / "sim.kubeconfig", start_delay=0.2) as sim:
         running = start_federation(
-            tmp_path / "data", database_url=database_url, extra_env={"FEDERATION_METRICS_OPEN": "true"}
+            tmp_path / "data",
+            database_url=database_url,
+            extra_env={"FEDERATION_METRICS_OPEN": "true"},
+            controllers=True,
         )
         try:
             register(running, sim)

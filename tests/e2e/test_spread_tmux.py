@@ -56,7 +56,7 @@ def tmux(tmp_path: Path) -> Iterator[list[str]]:
 def test_spread_watch_shows_a_failover(tmp_path: Path, database_url: str, tmux: list[str]) -> None:
     kubeconfig = tmp_path / "sim.kubeconfig"
     with Simulator(CLUSTERS, kubeconfig=kubeconfig, start_delay=0.2):
-        running = start_federation(tmp_path / "data", database_url=database_url)
+        running = start_federation(tmp_path / "data", database_url=database_url, controllers=True)
         try:
             fedctl = [FEDCTL, "--kubeconfig", str(running.kubeconfig)]
             for name in CLUSTERS:
