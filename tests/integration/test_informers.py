@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from federation.apimachinery.errors import Unavailable
+from federation.apimachinery.errors import Gone, Unavailable
 from federation.apimachinery.informers import (
     Handlers,
     Informer,
@@ -182,6 +182,20 @@ async def test_it_recovers_from_410_by_relisting_and_tells_only_the_differences(
     for i in range(58):
         await storage.create(REPLICASETS, replicaset(ns, f"new-{i}", app="api"))
     assert informer.get(ns, "rs-0") is not None
+
+    async def expired() -> bool:
+        """Whether the storage has let the informer's version go (Postgres: once its feed has read
+        the 60 changes, which may lag under load)."""
+        stream = storage.watch(REPLICASETS, ns, since=informer.resource_version)
+        try:
+            await asyncio.wait_for(anext(stream), 1.0)
+        except Gone:
+            return True
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        return False
+
+    await until(expired)
     mirror.calls.clear()
     async with Running(informer):
         await until(lambda: caught_up(storage, informer, ns))
