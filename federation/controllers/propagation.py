@@ -103,10 +103,10 @@ class Propagator:
         """Copies this process made or found current (a vanished one is drift)."""
         self._expected: dict[PairKey, tuple[int, float]] = {}
         """Per copy, the member version the watch must show before the cached copy can be trusted
-        (that of this process's last write to it, or one past the version a Conflict refused), and
-        since when. Until then the cache is older than the member: a write from it would be refused
-        (Conflict) or repeat the last one (AlreadyExists), and retrying it every 50 ms only loads a
-        busy member further (client-go's controllers keep "expectations" for the same reason)."""
+        (that of this process's last write to it, or the one read after a Conflict), and since when.
+        Until then the cache is older than the member: a write from it would be refused (Conflict)
+        or repeat the last one (AlreadyExists), and retrying it every 50 ms only loads a busy member
+        further (client-go's controllers keep "expectations" for the same reason)."""
 
     # ------------------------------------------------------------------ queues
 
@@ -202,9 +202,8 @@ class Propagator:
             self.errors[pair] = err.message
             raise TemporaryError(err.message, delay=1.0) from None
         except Conflict as err:  # the copy changed under us: look again once the watch shows it
-            seen = str(meta(current or {}).get("resourceVersion") or "")
-            if seen.isdigit():
-                self._expected[pair] = (int(seen) + 1, time.monotonic())
+            with contextlib.suppress(ApiError):
+                self._expect(pair, await seat.member.get(rt, namespace, name))
             raise TemporaryError(err.message, delay=0.05) from None
         except NotFound as err:  # its namespace is not there yet
             self.errors[pair] = err.message
@@ -243,6 +242,7 @@ class Propagator:
                     self.on_result(key)
                 return True
             if is_current(existing, desired):  # ours, made a moment ago: the watch has not shown it yet
+                self._expect(pair, existing)
                 return False
             await self._write(
                 seat,
@@ -308,9 +308,14 @@ class Propagator:
                 time.monotonic() - started
             )
         metrics.PROPAGATION_TOTAL.labels(seat.name, rt.kind, result).inc()
-        version = str(meta(written).get("resourceVersion") or "") if isinstance(written, dict) else ""
+        if isinstance(written, dict):
+            self._expect((seat.name, key), written)
+
+    def _expect(self, pair: PairKey, copy: Obj) -> None:
+        """Trust the cached copy again only once the member's watch has shown ``copy``'s version."""
+        version = str(meta(copy).get("resourceVersion") or "")
         if version.isdigit():
-            self._expected[(seat.name, key)] = (int(version), time.monotonic())
+            self._expected[pair] = (int(version), time.monotonic())
 
     async def _drift(self, seat: Seat, rt: ResourceType, key: FedKey, federated: Obj, how: str) -> None:
         metrics.DRIFT_CORRECTIONS_TOTAL.labels(seat.name, rt.kind).inc()
