@@ -96,6 +96,9 @@ class Seat:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     seen_at: float = field(default_factory=time.monotonic)
     """When this process first saw the Cluster."""
+    ready_since: float = field(default_factory=time.monotonic)
+    """When it last became Ready (as this process saw it): a plan older than that was made
+    without it, and must not remove what it holds."""
 
     @property
     def judged(self) -> bool:
@@ -175,6 +178,8 @@ class Fleet:
             self._connect(seat)
             return
         old, seat.cluster = seat.cluster, cluster
+        if is_ready(cluster) and not is_ready(old):
+            seat.ready_since = time.monotonic()
         if (old.get("spec") or {}).get("server") != (cluster.get("spec") or {}).get("server") or (
             (old.get("spec") or {}).get("secretRef") != (cluster.get("spec") or {}).get("secretRef")
         ):

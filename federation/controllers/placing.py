@@ -124,6 +124,9 @@ class Placer:
         self.propagate = propagate
         self.on_planned = on_planned
         self.plans: dict[FedKey, dict[str, int | None]] = {}
+        self.planned_at: dict[FedKey, float] = {}
+        """When each plan was made (propagation removes nothing on a plan older than a cluster's
+        return)."""
         """Per federated object, each cluster it should be in now (replicas for a ReplicaSet)."""
         self.unschedulable: dict[FedKey, int] = {}
         self._pending_since: dict[tuple[FedKey, str], float] = {}
@@ -202,6 +205,7 @@ class Placer:
                 requeue = min(requeue or 5.0, 5.0)
             await self._report_unschedulable(key, obj, decided.unschedulable)
         self.plans[key] = desired
+        self.planned_at[key] = time.monotonic()
         if rt is REPLICASETS and previous != desired:
             for service in self.informers[SERVICES.plural].list(namespace):
                 if (meta(service).get("annotations") or {}).get(FOLLOW_WORKLOADS_ANNOTATION) == "true":
@@ -256,6 +260,7 @@ class Placer:
 
     def _forget(self, key: FedKey) -> None:
         self.plans.pop(key, None)
+        self.planned_at.pop(key, None)
         self._looked_at.pop(key, None)
         self.unschedulable.pop(key, None)
         self._failed_over.pop(key, None)
@@ -466,6 +471,7 @@ class Placer:
         if PROPAGATION_FINALIZER not in (meta(obj).get("finalizers") or []):
             return Result()
         self.plans[key] = {}
+        self.planned_at[key] = time.monotonic()
         for seat in holders:
             self.propagate(seat.name, key)
         reachable = [seat.name for seat in holders if seat.ready]

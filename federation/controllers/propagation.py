@@ -173,6 +173,16 @@ class Propagator:
         )
         try:
             if not wanted:
+                if (
+                    current is not None
+                    and federated is not None
+                    and plan is not None
+                    and (self.placer.planned_at.get(key, 0.0) < seat.ready_since)
+                ):
+                    # The plan was made while this cluster was away: plan again before removing
+                    # anything it holds (a returning cluster keeps its copies until then).
+                    self.placer.replan(key)
+                    return Result()
                 if current is not None and (federated is None or plan is not None):
                     await self._delete(seat, rt, key, current)
                 self._written.discard(pair)
