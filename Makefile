@@ -36,7 +36,7 @@ tools:
 		echo "prometheus is not installed (not root): its tests skip, or fail with CI=true"; }
 
 test: lint typecheck tools
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=20
 
 # The API fuzzed longer than in `make test` (docs/reliability.md): FUZZ_SECONDS per server, FUZZ_SEED.
 FUZZ_SECONDS ?= 300
