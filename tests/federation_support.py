@@ -31,7 +31,7 @@ from federation.apimachinery import (
 )
 from federation.apis import CLUSTERS, REGION_LABEL, SYSTEM_NAMESPACE
 from federation.controllers import ControllerManager
-from federation.settings import ControllerSettings
+from federation.settings import ControllerSettings, TrafficSettings
 from federation.sim import Simulator
 
 T = TypeVar("T")
@@ -101,6 +101,25 @@ async def running(manager: ControllerManager) -> AsyncIterator[ControllerManager
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def controllers_over(
+    storage: Any,
+    sim: Simulator,
+    *,
+    settings: ControllerSettings | None = None,
+    traffic: TrafficSettings | None = None,
+    work_dir: Any = None,
+) -> AsyncIterator[ControllerManager]:
+    """The controllers over ``storage`` with every cluster of ``sim`` registered and Ready."""
+    manager = ControllerManager(
+        storage, settings=settings or fast_settings(), traffic=traffic, work_dir=work_dir
+    )
+    await register(manager, sim)
+    async with running(manager):
+        await all_ready(manager, sim.names)
+        yield manager
 
 
 def fast_settings(**overrides: Any) -> ControllerSettings:

@@ -17,7 +17,7 @@ from federation.controllers import ControllerManager
 from federation.settings import ControllerSettings
 from federation.sim import Simulator
 from federation.store import PostgresStorage
-from tests.federation_support import all_ready, fast_settings, register, running
+from tests.federation_support import controllers_over, fast_settings
 
 
 @pytest.fixture
@@ -35,8 +35,5 @@ def sim(tmp_path: Path) -> Iterator[Simulator]:
 async def manager(
     federation_storage: PostgresStorage, sim: Simulator, controller_settings: ControllerSettings
 ) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(federation_storage, settings=controller_settings)
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
+    async with controllers_over(federation_storage, sim, settings=controller_settings) as m:
         yield m

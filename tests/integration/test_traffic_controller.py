@@ -17,7 +17,7 @@ from federation.controllers import ControllerManager
 from federation.settings import TrafficSettings
 from federation.sim import Simulator
 from federation.store import PostgresStorage
-from tests.federation_support import all_ready, eventually, fast_settings, register, running
+from tests.federation_support import controllers_over, eventually
 from tests.integration.test_controllers_division import replica_set
 
 pytestmark = pytest.mark.anyio
@@ -34,10 +34,7 @@ async def manager(
     federation_storage: PostgresStorage, sim: Simulator, tmp_path: Path
 ) -> AsyncIterator[ControllerManager]:
     traffic = TrafficSettings(traffic_provider="caddy", traffic_ports="32100-32199")
-    m = ControllerManager(federation_storage, settings=fast_settings(), traffic=traffic, work_dir=tmp_path)
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
+    async with controllers_over(federation_storage, sim, traffic=traffic, work_dir=tmp_path) as m:
         yield m
 
 

@@ -44,7 +44,11 @@ from federation.sim.faults import FaultMode
 from federation.sim.pods import PODS, pod_ready
 from federation.store import PostgresStorage
 from federation.traffic import CaddyProvider
-from tests.federation_support import all_ready, eventually, fast_settings, register, running, sample
+from tests.federation_support import (
+    controllers_over,
+    eventually,
+    sample,
+)
 from tests.integration.test_controllers_division import replica_set
 from tests.traffic_support import Seconds, UpstreamWatch
 
@@ -67,10 +71,7 @@ def traffic_settings() -> TrafficSettings:
 async def federation(
     storage: PostgresStorage, sim: Simulator, work_dir: Path
 ) -> AsyncIterator[ControllerManager]:
-    m = ControllerManager(storage, settings=fast_settings(), traffic=traffic_settings(), work_dir=work_dir)
-    await register(m, sim)
-    async with running(m):
-        await all_ready(m, sim.names)
+    async with controllers_over(storage, sim, traffic=traffic_settings(), work_dir=work_dir) as m:
         yield m
 
 
