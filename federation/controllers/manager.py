@@ -28,6 +28,7 @@ import datetime as dt
 import logging
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 
 COMPONENT: Final = "federation-controller"
 HOUSEKEEPING_PERIOD: Final = 5.0
+EXPIRY_PERIOD: Final = 60.0
 
 
 class ControllerManager:
@@ -359,12 +361,19 @@ class ControllerManager:
     # ------------------------------------------------------------------ housekeeping
 
     async def _housekeeping(self) -> None:
+        # Expired Events are looked for every tenth of the retention (at most a minute apart):
+        # each pass lists every Event, which cost 8 % of the controllers' time at every 5 s.
+        expiry_period = min(EXPIRY_PERIOD, max(HOUSEKEEPING_PERIOD, self.settings.event_retention / 10))
+        next_expiry = time.monotonic() + expiry_period
         while True:
             await asyncio.sleep(HOUSEKEEPING_PERIOD)
             for queue in self.queues:
                 metrics.WORKQUEUE_DEPTH.labels(queue.name).set(len(queue))
             for cluster, queue in list(self.propagator.queues.items()):
                 metrics.WORKQUEUE_DEPTH.labels(f"propagation/{cluster}").set(len(queue))
+            if time.monotonic() < next_expiry:
+                continue
+            next_expiry = time.monotonic() + expiry_period
             try:
                 await self._expire_events()
             except Exception:

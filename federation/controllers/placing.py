@@ -59,6 +59,7 @@ from federation.apis import (
     SYSTEM_NAMESPACE,
     placement_name,
 )
+from federation.controllers.desired import digest
 from federation.controllers.fleet import PROPAGATED_KINDS, Fleet, Seat
 from federation.controllers.writing import update_object
 from federation.scheduling import ClusterState, PlacementError, plan
@@ -213,7 +214,7 @@ class Placer:
         await self._write_placement(key, rt, obj, decided, desired)
         if previous != desired:
             await self._announce(key, obj, previous, desired, decided.excluded)
-        version, now = str(m.get("resourceVersion", "")), time.monotonic()
+        version, now = _content_version(obj), time.monotonic()
         seen = self._looked_at.get(key)
         everywhere = seen is None or seen[0] != version or now - seen[1] >= self.settings.resync_period
         if everywhere:
@@ -481,6 +482,15 @@ class Placer:
         await self.delete_placement(key)
         await update_object(self.registry, rt, namespace, name, _remove_finalizer)
         return Result()
+
+
+def _content_version(obj: Obj) -> str:
+    """What the member copies are made from (not the status, which the controllers write themselves:
+    a status write must not queue every copy again)."""
+    m = obj.get("metadata") or {}
+    parts = [obj.get(f) for f in ("spec", "data", "type", "immutable")]
+    parts += [m.get("labels"), m.get("annotations"), m.get("uid"), m.get("deletionTimestamp")]
+    return digest({"parts": parts})
 
 
 def _replicas(obj: Obj) -> int:
