@@ -10,7 +10,7 @@ from federation.apimachinery import NAMESPACES, REPLICASETS, SERVICES, Obj, Writ
 from federation.apis import FOLLOW_WORKLOADS_ANNOTATION, REPLICA_SET_PREFERENCES
 from federation.controllers import ControllerManager
 from federation.sim import Simulator
-from tests.federation_support import eventually, member_get
+from tests.federation_support import change, eventually, member_get
 from tests.integration.test_controllers_division import replica_set
 
 pytestmark = pytest.mark.anyio
@@ -73,10 +73,12 @@ async def test_a_service_that_follows_its_workloads_goes_only_where_they_run(
 
     await eventually(placed, what="the Service in a and b only")
 
-    rs = await registry.get(REPLICASETS, "shop", "web")
     prefs = {"clusters": {"c": {"weight": 1}}, "rebalance": True}
-    rs["metadata"]["annotations"] = {REPLICA_SET_PREFERENCES: json.dumps(prefs)}
-    await registry.update(REPLICASETS, "shop", "web", rs, WriteOptions())
+
+    def to_c(rs: Obj) -> None:
+        rs["metadata"]["annotations"] = {REPLICA_SET_PREFERENCES: json.dumps(prefs)}
+
+    await change(manager, REPLICASETS, "shop", "web", to_c)
 
     async def moved() -> set[str] | None:
         found = {c for c in sim.names if member_get(sim, c, SERVICES, "shop", "web") is not None}
