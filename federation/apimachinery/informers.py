@@ -210,6 +210,12 @@ class Informer:
         found = self._objects.get((namespace, name))
         return copy_json(found) if found is not None else None
 
+    def peek(self, namespace: str, name: str) -> Obj | None:
+        """The cached object itself, not a copy, for a caller that only reads it: never change
+        it. (An event replaces a cached object rather than changing it, so a reference stays
+        what it was.)"""
+        return self._objects.get((namespace, name))
+
     def keys(self) -> list[ObjectKey]:
         return sorted(self._objects)
 

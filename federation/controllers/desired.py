@@ -150,5 +150,5 @@ def for_update(desired: Obj, current: Obj) -> Obj:
     body: Obj = _copy(desired)
     meta(body)["resourceVersion"] = meta(current).get("resourceVersion")
     if "status" in current:
-        body["status"] = current["status"]
+        body["status"] = _copy(current["status"])
     return body

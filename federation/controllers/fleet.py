@@ -127,6 +127,11 @@ class Seat:
         informer = self.informers.get(rt.plural)
         return None if informer is None else informer.get(namespace if rt.namespaced else "", name)
 
+    def peek(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
+        """The member's copy as last watched, not copied: read only (see ``Informer.peek``)."""
+        informer = self.informers.get(rt.plural)
+        return None if informer is None else informer.peek(namespace if rt.namespaced else "", name)
+
     def pods_of(self, namespace: str, replicaset: str) -> list[Obj]:
         informer = self.informers.get(PODS.plural)
         return [] if informer is None else informer.by_index(OWNER_INDEX, f"{namespace}/{replicaset}")

@@ -62,7 +62,7 @@ from federation.controllers.health import HealthController
 from federation.controllers.placing import KINDS, FedKey, Placer, key_of
 from federation.controllers.propagation import Propagator
 from federation.controllers.routing import TrafficController, is_load_balancer
-from federation.controllers.status import StatusController
+from federation.controllers.status import REPORT_BATCH, StatusController
 from federation.settings import ControllerSettings, TrafficSettings
 from federation.traffic import make_provider
 
@@ -296,8 +296,9 @@ class ControllerManager:
             return
         key = key_of(rt, obj)
         self.observed[(cluster, key)] = now_rfc3339()
-        self._propagate(cluster, key)
-        self.status_queue.add(key)
+        if not self.propagator.echoes(cluster, key, obj):  # our own write: nothing to put right
+            self._propagate(cluster, key)
+        self.status_queue.add_after(key, REPORT_BATCH)
         if rt is REPLICASETS:
             self.placing_queue.add(key)
         elif rt is SERVICES:
@@ -323,7 +324,7 @@ class ControllerManager:
             rt = {"ReplicaSet": REPLICASETS, "Secret": SECRETS, "Namespace": NAMESPACES, "Service": SERVICES}[
                 kind
             ]
-            if seat.copy_of(rt, namespace, name) is not None:
+            if seat.peek(rt, namespace, name) is not None:
                 key = key_of(rt, {"metadata": {"namespace": namespace, "name": name}})
         if key is None:
             return
@@ -343,7 +344,7 @@ class ControllerManager:
         self.propagator.enqueue(cluster, key)
 
     def _planned(self, key: FedKey) -> None:
-        self.status_queue.add(key)
+        self.status_queue.add_after(key, REPORT_BATCH)  # with the members' first reports, if they come
         if key[0] == SERVICES.plural:
             self.traffic_queue.add(key)
 

@@ -143,9 +143,7 @@ class Placer:
         plural, namespace, name = key
         rt = KINDS[plural]
         obj = self.informers[plural].get(namespace, name)
-        holders = [
-            seat for seat in self.fleet.seats.values() if seat.copy_of(rt, namespace, name) is not None
-        ]
+        holders = [seat for seat in self.fleet.seats.values() if seat.peek(rt, namespace, name) is not None]
         if obj is None or not is_propagated(rt, namespace, name):
             self._forget(key)
             for seat in holders:
@@ -155,7 +153,7 @@ class Placer:
         if m.get("deletionTimestamp"):
             return await self._finalize(key, rt, obj, holders)
         if rt is not NAMESPACES and PROPAGATION_FINALIZER not in (m.get("finalizers") or []):
-            added = await update_object(self.registry, rt, namespace, name, _add_finalizer)
+            added = await update_object(self.registry, rt, namespace, name, _add_finalizer, cached=obj)
             if added is None:
                 return Result()
             obj = added
@@ -280,7 +278,7 @@ class Placer:
         for seat in seats:
             if not seat.ready:
                 continue
-            copy = seat.copy_of(rt, namespace, name)
+            copy = seat.peek(rt, namespace, name)
             if copy is not None:
                 current[seat.name] = _replicas(copy) if rt.kind == "ReplicaSet" else 1
             elif rt.kind != "ReplicaSet" and previous is not None and seat.name in previous:
@@ -351,7 +349,7 @@ class Placer:
         spec: dict[str, int] = {}
         ready: dict[str, int] = {}
         for seat in seats:
-            copy = seat.copy_of(rt, namespace, name) if seat.ready else None
+            copy = seat.peek(rt, namespace, name) if seat.ready else None
             if copy is not None:
                 spec[seat.name] = _replicas(copy)
                 ready[seat.name] = int((copy.get("status") or {}).get("readyReplicas") or 0)
@@ -458,7 +456,9 @@ class Placer:
                 pass
             except (NotFound, Forbidden):  # the namespace is gone or going
                 return
-        await update_object(self.registry, PLACEMENTS, where, pname, lambda p: _set_spec(p, spec))
+        await update_object(
+            self.registry, PLACEMENTS, where, pname, lambda p: _set_spec(p, spec), cached=existing
+        )
 
     async def delete_placement(self, key: FedKey) -> None:
         plural, namespace, name = key

@@ -164,7 +164,7 @@ class Propagator:
         behind = self._behind(seat, rt, pair)
         if behind is not None:  # the watch event of the write, when it comes, queues the key again
             return Result(requeue_after=behind)
-        current = seat.copy_of(rt, namespace, name)
+        current = seat.peek(rt, namespace, name)
         wanted = (
             federated is not None
             and plan is not None
@@ -320,6 +320,16 @@ class Propagator:
         metrics.PROPAGATION_TOTAL.labels(seat.name, rt.kind, result).inc()
         if isinstance(written, dict):
             self._expect((seat.name, key), written)
+
+    def echoes(self, cluster: str, key: FedKey, copy: Obj) -> bool:
+        """Whether ``copy`` (a member's watch event) is this controller's own last write coming
+        back, unchanged: nothing to reconcile, and the cache is current for it again."""
+        pair = (cluster, key)
+        expected = self._expected.get(pair)
+        if expected is None or str(meta(copy).get("resourceVersion") or "") != str(expected[0]):
+            return False
+        del self._expected[pair]
+        return True
 
     def _expect(self, pair: PairKey, copy: Obj) -> None:
         """Trust the cached copy again only once the member's watch has shown ``copy``'s version."""

@@ -137,14 +137,12 @@ class TrafficController:
         selector = (service.get("spec") or {}).get("selector") or {}
         regions: list[Region] = []
         addresses: dict[str, tuple[str, int]] = {}
-        holders = {
-            s.name for s in self.fleet.seats.values() if s.copy_of(SERVICES, namespace, name) is not None
-        }
+        holders = {s.name for s in self.fleet.seats.values() if s.peek(SERVICES, namespace, name) is not None}
         for cluster in sorted(set(plan) | holders):  # an Offline holder shows, with weight 0
             seat = self.fleet.get(cluster)
             if seat is None:
                 continue
-            address = regional_address(seat.copy_of(SERVICES, namespace, name))
+            address = regional_address(seat.peek(SERVICES, namespace, name))
             dial = f"{address[0]}:{address[1]}" if address else None
             if address is not None:
                 addresses[cluster] = address

@@ -19,10 +19,10 @@ Both writes happen only when something changed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from federation import metrics
-from federation.apimachinery import Informer, Obj, Registry, Result, meta
+from federation.apimachinery import Informer, Obj, Registry, Result, copy_json, meta
 from federation.apis import DESIRED_HASH_ANNOTATION, PLACEMENTS, placement_name
 from federation.controllers.desired import is_current, member_object
 from federation.controllers.fleet import Fleet
@@ -30,6 +30,10 @@ from federation.controllers.placing import KINDS, FedKey, Placer
 from federation.controllers.propagation import Propagator
 from federation.controllers.routing import TrafficController
 from federation.controllers.writing import update_status
+
+REPORT_BATCH: Final = 0.5
+"""Seconds a member's report of a copy waits before the object's status is summed again: the
+reports of every member about one object, arriving together, make one status write, not one each."""
 
 
 class StatusController:
@@ -68,7 +72,7 @@ class StatusController:
             return Result()
         is_rs = rt.kind == "ReplicaSet"
         clusters = sorted(
-            set(plan) | {seat.name for seat in self.fleet.seats.values() if seat.copy_of(rt, namespace, name)}
+            set(plan) | {seat.name for seat in self.fleet.seats.values() if seat.peek(rt, namespace, name)}
         )
         entries: list[dict[str, Any]] = []
         sums = {"replicas": 0, "readyReplicas": 0, "availableReplicas": 0}
@@ -77,7 +81,7 @@ class StatusController:
             seat = self.fleet.get(cluster)
             if seat is None:
                 continue
-            copy = seat.copy_of(rt, namespace, name)
+            copy = seat.peek(rt, namespace, name)
             entry: dict[str, Any] = {"name": cluster}
             desired_obj = member_object(federated, replicas=plan[cluster]) if cluster in plan else None
             if is_rs:
@@ -138,7 +142,12 @@ class StatusController:
         cached = self.placements.get(where, pname)
         if cached is None or cached.get("status") != placement_status:
             await update_status(
-                self.registry, PLACEMENTS, where, pname, lambda p: _replace_status(p, placement_status)
+                self.registry,
+                PLACEMENTS,
+                where,
+                pname,
+                lambda p: _replace_status(p, placement_status),
+                cached=cached,
             )
         if is_rs:
             generation = int(meta(federated).get("generation") or 1)
@@ -156,8 +165,8 @@ class StatusController:
                 rs["status"] = new
                 return True
 
-            if mutate(federated):  # a copy: whether the cached object already shows it
-                await update_status(self.registry, rt, namespace, name, mutate)
+            if mutate(copy_json(federated)):  # whether the cached object already shows it
+                await update_status(self.registry, rt, namespace, name, mutate, cached=federated)
         return Result()
 
     # ------------------------------------------------------------------ metrics

@@ -37,15 +37,26 @@ Store = Callable[[Obj, Obj], Awaitable[Obj | None]]
 
 
 async def _read_modify_write(
-    registry: Registry, rt: ResourceType, namespace: str, name: str, mutate: Mutation, store: Store
+    registry: Registry,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    mutate: Mutation,
+    store: Store,
+    cached: Obj | None = None,
 ) -> Obj | None:
-    """Read fresh, apply ``mutate``, ``store`` conditionally; again on a conflict."""
+    """Read fresh, apply ``mutate``, ``store`` conditionally; again on a conflict. With ``cached``
+    (an informer's copy), the first attempt starts from it instead of a read: the store's
+    precondition refuses it if it is not current, and the next attempt reads fresh."""
     ns = namespace if rt.namespaced else ""
-    for _ in range(MAX_ATTEMPTS):
-        try:
-            current = await registry.storage.get(rt, ns, name)
-        except NotFound:
-            return None
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt == 0 and cached is not None:
+            current = cached
+        else:
+            try:
+                current = await registry.storage.get(rt, ns, name)
+            except NotFound:
+                return None
         changed = copy_json(current)
         if not mutate(changed):
             return current
@@ -59,21 +70,35 @@ async def _read_modify_write(
 
 
 async def update_status(
-    registry: Registry, rt: ResourceType, namespace: str, name: str, mutate: Mutation
+    registry: Registry,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    mutate: Mutation,
+    *,
+    cached: Obj | None = None,
 ) -> Obj | None:
-    """Apply ``mutate`` to the current object and store it; None when the object is gone."""
+    """Apply ``mutate`` to the current object and store it; None when the object is gone.
+    ``cached``: the object as an informer last showed it, tried first (no read when it is current)."""
 
     async def store(changed: Obj, current: Obj) -> Obj | None:
         return await registry.storage.update(rt, changed, precondition_rv=rv_of(current))
 
-    return await _read_modify_write(registry, rt, namespace, name, mutate, store)
+    return await _read_modify_write(registry, rt, namespace, name, mutate, store, cached)
 
 
 async def update_object(
-    registry: Registry, rt: ResourceType, namespace: str, name: str, mutate: Mutation
+    registry: Registry,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    mutate: Mutation,
+    *,
+    cached: Obj | None = None,
 ) -> Obj | None:
     """Apply ``mutate`` to the current object and store it through the registry (validation,
-    generation, finalizers); None when the object is gone (or went, its last finalizer removed)."""
+    generation, finalizers); None when the object is gone (or went, its last finalizer removed).
+    ``cached``: as for :func:`update_status`."""
     ns = namespace if rt.namespaced else ""
 
     async def store(changed: Obj, current: Obj) -> Obj | None:
@@ -81,4 +106,4 @@ async def update_object(
         gone = outcome.deleted or meta(outcome.object).get("uid") != meta(current).get("uid")
         return None if gone else outcome.object
 
-    return await _read_modify_write(registry, rt, namespace, name, mutate, store)
+    return await _read_modify_write(registry, rt, namespace, name, mutate, store, cached)

@@ -283,6 +283,11 @@ class Rig:
             )
         return found
 
+    def profiled(self, phase: str) -> contextlib.AbstractContextManager[None]:
+        """``--profile DIR``: py-spy records both processes during this phase into ``DIR/phase``."""
+        folder = None if self.args.profile is None else self.args.profile / phase
+        return profiling(folder, {"controllers": os.getpid(), "simulator": self.sim.process.pid})  # type: ignore[union-attr]
+
     async def close_members(self) -> None:
         for member in self.members.values():
             await member.close()
@@ -367,7 +372,9 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
                 meter = Meter(sim.process.pid, pg_pid)
                 bench = Rig(args, names, kubeconfig, tmp, sim, pg, managers, api, settings, meter)
                 try:
-                    with profiling(args.profile, {"controllers": os.getpid(), "simulator": sim.process.pid}):
+                    # The propagation phases are recorded one by one (Rig.profiled); the others whole.
+                    whole = None if args.phase == "propagation" else args.profile
+                    with profiling(whole, {"controllers": os.getpid(), "simulator": sim.process.pid}):
                         yield bench
                 finally:
                     await bench.close_members()
@@ -402,8 +409,9 @@ def profiling(folder: Path | None, pids: dict[str, int]) -> Iterator[None]:
                 str(spy),
                 "record",
                 "--nonblocking",
+                "--gil",  # only the thread holding the GIL: where the one core's time goes
                 "-r",
-                "20",
+                "50",
                 "--format",
                 "raw",
                 "-o",
@@ -483,43 +491,59 @@ def peek(seat: Seat, rt: ResourceType, namespace: str, name: str) -> dict[str, A
     return objects.get((namespace if rt.namespaced else "", name))
 
 
-@dataclass
-class Progress:
-    placed: bool
-    """Every object planned, and every planned cluster holding its copy (with its replica count)."""
-    ready: bool
-    """Every ReplicaSet's replicas ready, summed over the Ready members (True for other kinds)."""
-    missing: int
-
-
-def progress(
+def settled(
     manager: ControllerManager,
     rt: ResourceType,
-    wanted: list[tuple[str, str, str]],
+    key: tuple[str, str, str],
     *,
-    totals: dict[str, int] | None = None,
-    clusters: int | None = None,
-) -> Progress:
-    """Where ``wanted`` stands, from the members' watches as the controllers hold them."""
-    plans = manager.placer.plans
-    missing = 0
-    unready = 0
-    for key in wanted:
-        plan = plans.get(key)
-        if plan is None or (clusters is not None and len(plan) != clusters):
-            missing += 1
-            continue
-        ready = 0
-        for cluster, replicas in plan.items():
-            seat = manager.fleet.get(cluster)
-            copy = None if seat is None else peek(seat, rt, key[1], key[2])
-            if copy is None or (replicas is not None and int(copy["spec"].get("replicas", 1)) != replicas):
-                missing += 1
-                break
-            ready += int((copy.get("status") or {}).get("readyReplicas") or 0)
-        if totals is not None and ready < totals[key[2]]:
-            unready += 1
-    return Progress(placed=missing == 0, ready=missing == 0 and unready == 0, missing=missing)
+    total: int | None,
+    clusters: int | None,
+) -> bool:
+    """Whether one object is placed (planned, every planned cluster holding its copy with its
+    replica count) and, given ``total``, has that many replicas ready over its members."""
+    plan = manager.placer.plans.get(key)
+    if plan is None or (clusters is not None and len(plan) != clusters):
+        return False
+    ready = 0
+    for cluster, replicas in plan.items():
+        seat = manager.fleet.get(cluster)
+        copy = None if seat is None else peek(seat, rt, key[1], key[2])
+        if copy is None or (replicas is not None and int(copy["spec"].get("replicas", 1)) != replicas):
+            return False
+        ready += int((copy.get("status") or {}).get("readyReplicas") or 0)
+    return total is None or ready >= total
+
+
+class Tracker:
+    """Polls whether every object of ``wanted`` has settled, from the members' watches as the
+    controllers (of the newest leader term) hold them. Each poll looks again only at the objects
+    not settled yet (polling all of them ten times a second cost the controllers' process a tenth
+    of its time); once all have, one more pass over every object confirms it, and whatever that
+    pass finds unsettled is looked at again."""
+
+    def __init__(
+        self,
+        bench: Rig,
+        rt: ResourceType,
+        wanted: list[tuple[str, str, str]],
+        *,
+        totals: dict[str, int] | None,
+        clusters: int | None,
+    ) -> None:
+        self.bench, self.rt, self.totals, self.clusters = bench, rt, totals, clusters
+        self.wanted = wanted
+        self.open = list(wanted)
+
+    def _settled(self, key: tuple[str, str, str]) -> bool:
+        total = None if self.totals is None else self.totals[key[2]]
+        return settled(self.bench.manager, self.rt, key, total=total, clusters=self.clusters)
+
+    def __call__(self) -> bool:
+        self.open = [key for key in self.open if not self._settled(key)]
+        if self.open:
+            return False
+        self.open = [key for key in self.wanted if not self._settled(key)]
+        return not self.open
 
 
 async def converge(
@@ -534,14 +558,14 @@ async def converge(
     """Seconds from ``since`` until every copy is placed, and until every replica is ready."""
     within = bench.args.timeout
     placed = await wait_for(
-        lambda: progress(bench.manager, rt, wanted, totals=None, clusters=clusters).placed,
+        Tracker(bench, rt, wanted, totals=None, clusters=clusters),
         within,
         f"{len(wanted)} {rt.plural} placed",
     )
     if totals is None:
         return placed - since, placed - since
     ready = await wait_for(
-        lambda: progress(bench.manager, rt, wanted, totals=totals, clusters=clusters).ready,
+        Tracker(bench, rt, wanted, totals=totals, clusters=clusters),
         within,
         f"{len(wanted)} {rt.plural} ready",
     )
@@ -642,7 +666,8 @@ async def propagation(bench: Rig) -> dict[str, Any]:
     say(f"\n== propagation: {count} Secrets (+ their Namespace) to {len(bench.names)} clusters")
     say(f"load average before: {loadavg()}")
     meter.begin()
-    direct = await direct_writes(bench, f"direct-{run}", count)
+    with bench.profiled("direct"):
+        direct = await direct_writes(bench, f"direct-{run}", count)
     direct_usage = meter.end()
     writes = len(bench.names) * (count + 1)
     say(
@@ -651,7 +676,8 @@ async def propagation(bench: Rig) -> dict[str, Any]:
     )
     before = member_writes(propagation_writes())
     meter.begin()
-    fed = await federate_secrets(bench, f"fed-{run}", count)
+    with bench.profiled("federation"):
+        fed = await federate_secrets(bench, f"fed-{run}", count)
     fed_usage = meter.end()
     made = member_writes(propagation_writes()) - before
     ratio = fed["converge_s"] / direct
