@@ -355,13 +355,17 @@ class Registry:
         opts: WriteOptions,
         *,
         subresource: str | None = None,
+        current: Obj | None = None,
     ) -> Outcome:
+        """Replace the object (PUT). ``current``: the stored object as the caller has just read
+        it (a controller's read-modify-write), used as the old object instead of reading it again;
+        the storage's precondition refuses the write if it is no longer current."""
         obj, warnings = self._decode(rt, body, opts)
         _check_name(obj, name)
         ns = namespace if rt.namespaced else ""
         client_rv = client_version(meta(obj).get("resourceVersion"))
-        for _ in range(MAX_RETRIES):
-            old = await self.storage.get(rt, ns, name)
+        for attempt in range(MAX_RETRIES):
+            old = current if attempt == 0 and current is not None else await self.storage.get(rt, ns, name)
             self._check_identity(rt, obj, old, name=name, namespace=ns)
             meta(obj)["name"] = name
             if client_rv is not None and client_rv != rv_of(old):

@@ -133,8 +133,9 @@ class Seat:
         return None if informer is None else informer.peek(namespace if rt.namespaced else "", name)
 
     def pods_of(self, namespace: str, replicaset: str) -> list[Obj]:
+        """The pods of a member ReplicaSet as last watched, not copied: read only."""
         informer = self.informers.get(PODS.plural)
-        return [] if informer is None else informer.by_index(OWNER_INDEX, f"{namespace}/{replicaset}")
+        return [] if informer is None else informer.peek_index(OWNER_INDEX, f"{namespace}/{replicaset}")
 
     async def close(self) -> None:
         for task in self.tasks:

@@ -159,8 +159,11 @@ class ControllerManager:
             traffic=self.routing,
         )
         self.health_queue: WorkQueue[str] = WorkQueue(self.health.reconcile, name="health", workers=256)
-        self.placing_queue: WorkQueue[FedKey] = WorkQueue(self.placer.reconcile, name="placement", workers=4)
-        self.status_queue: WorkQueue[FedKey] = WorkQueue(self.status.reconcile, name="status", workers=4)
+        # Placement and status reconciles mostly wait on Postgres writes, which the storage commits
+        # in groups: the more run at once, the more each commit carries (a failover replans every
+        # object at once).
+        self.placing_queue: WorkQueue[FedKey] = WorkQueue(self.placer.reconcile, name="placement", workers=16)
+        self.status_queue: WorkQueue[FedKey] = WorkQueue(self.status.reconcile, name="status", workers=16)
         self.traffic_queue: WorkQueue[FedKey] = WorkQueue(self.routing.reconcile, name="traffic", workers=2)
         self.queues = (self.health_queue, self.placing_queue, self.status_queue, self.traffic_queue)
         self._tasks: list[asyncio.Task[None]] = []

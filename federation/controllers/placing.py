@@ -205,13 +205,7 @@ class Placer:
             await self._report_unschedulable(key, obj, decided.unschedulable)
         self.plans[key] = desired
         self.planned_at[key] = time.monotonic()
-        if rt is REPLICASETS and previous != desired:
-            for service in self.informers[SERVICES.plural].list(namespace):
-                if (meta(service).get("annotations") or {}).get(FOLLOW_WORKLOADS_ANNOTATION) == "true":
-                    self.replan((SERVICES.plural, namespace, str(meta(service).get("name", ""))))
-        await self._write_placement(key, rt, obj, decided, desired)
-        if previous != desired:
-            await self._announce(key, obj, previous, desired, decided.excluded)
+        # The members first (a failover's replicas are what users wait for), then the record.
         version, now = _content_version(obj), time.monotonic()
         seen = self._looked_at.get(key)
         everywhere = seen is None or seen[0] != version or now - seen[1] >= self.settings.resync_period
@@ -220,6 +214,13 @@ class Placer:
         for cluster in sorted(set(desired) | {s.name for s in holders} | set(previous or {})):
             if everywhere or (previous or {}).get(cluster, -1) != desired.get(cluster, -1):
                 self.propagate(cluster, key)
+        if rt is REPLICASETS and previous != desired:
+            for service in self.informers[SERVICES.plural].list(namespace):
+                if (meta(service).get("annotations") or {}).get(FOLLOW_WORKLOADS_ANNOTATION) == "true":
+                    self.replan((SERVICES.plural, namespace, str(meta(service).get("name", ""))))
+        await self._write_placement(key, rt, obj, decided, desired)
+        if previous != desired:
+            await self._announce(key, obj, previous, desired, decided.excluded)
         self.on_planned(key)
         return Result(requeue_after=requeue)
 

@@ -60,6 +60,8 @@ class StatusController:
         self.informers = informers
         self.observed = observed
         self._labelled: dict[FedKey, set[str]] = {}
+        self._verdicts: dict[FedKey, dict[str, tuple[str, str, bool]]] = {}
+        """Object -> cluster -> (the copy's resourceVersion, the desired digest, caught up?)."""
 
     async def reconcile(self, key: FedKey) -> Result:
         plural, namespace, name = key
@@ -77,13 +79,19 @@ class StatusController:
         entries: list[dict[str, Any]] = []
         sums = {"replicas": 0, "readyReplicas": 0, "availableReplicas": 0}
         caught_up = True
+        made: dict[int | None, Obj] = {}
         for cluster in clusters:
             seat = self.fleet.get(cluster)
             if seat is None:
                 continue
             copy = seat.peek(rt, namespace, name)
             entry: dict[str, Any] = {"name": cluster}
-            desired_obj = member_object(federated, replicas=plan[cluster]) if cluster in plan else None
+            desired_obj = None
+            if cluster in plan:  # the same for every cluster of the same share: made once
+                share = plan[cluster]
+                desired_obj = made.get(share)
+                if desired_obj is None:
+                    desired_obj = made[share] = member_object(federated, replicas=share)
             if is_rs:
                 entry["desiredReplicas"] = int(plan.get(cluster) or 0)
             pair = (cluster, key)
@@ -104,6 +112,9 @@ class StatusController:
                     entry["trafficShare"] = f"{round(100 * weights.share(cluster))}%"
                     if cluster in weights.reasons:
                         entry["trafficReason"] = weights.reasons[cluster]
+            current = False
+            if copy is not None and desired_obj is not None:
+                current = self._caught_up(key, cluster, copy, desired_obj)
             if not seat.ready:
                 entry["state"] = "Stale"
             elif pair in self.propagator.conflicts:
@@ -116,7 +127,7 @@ class StatusController:
                 entry["state"] = "Deleting"
             elif copy is None:
                 entry["state"] = "Pending"
-            elif _caught_up(copy, desired_obj) and (
+            elif current and (
                 not is_rs
                 or int((copy.get("status") or {}).get("readyReplicas") or 0) >= entry["desiredReplicas"]
             ):
@@ -126,7 +137,7 @@ class StatusController:
             if seat.ready and copy is not None and is_rs:
                 for field in sums:
                     sums[field] += entry.get(field, 0)
-            if desired_obj is not None and seat.ready and (copy is None or not _caught_up(copy, desired_obj)):
+            if desired_obj is not None and seat.ready and not current:
                 caught_up = False
             if is_rs:
                 ready = entry.get("readyReplicas", 0) if seat.ready else 0
@@ -169,6 +180,19 @@ class StatusController:
                 await update_status(self.registry, rt, namespace, name, mutate, cached=federated)
         return Result()
 
+    def _caught_up(self, key: FedKey, cluster: str, copy: Obj, desired: Obj) -> bool:
+        """:func:`_caught_up`, remembered per version of the copy and of the desired object (the
+        comparison walks both objects; most reconciles see neither change)."""
+        version = str(meta(copy).get("resourceVersion") or "")
+        wanted = str(meta(desired)["annotations"][DESIRED_HASH_ANNOTATION])
+        verdicts = self._verdicts.setdefault(key, {})
+        known = verdicts.get(cluster)
+        if known is not None and known[0] == version and known[1] == wanted and version:
+            return known[2]
+        verdict = _caught_up(copy, desired)
+        verdicts[cluster] = (version, wanted, verdict)
+        return verdict
+
     # ------------------------------------------------------------------ metrics
 
     def _metric(self, key: FedKey, cluster: str, desired: int, ready: int) -> None:
@@ -186,6 +210,7 @@ class StatusController:
     def _forget_metrics(self, key: FedKey) -> None:
         for cluster in list(self._labelled.get(key, set())):
             self._remove_metric(key, cluster)
+        self._verdicts.pop(key, None)
         self._labelled.pop(key, None)
         metrics.remove_series(metrics.REPLICASET_UNSCHEDULABLE_REPLICAS, key[1], key[2])
 

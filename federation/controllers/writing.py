@@ -102,7 +102,7 @@ async def update_object(
     ns = namespace if rt.namespaced else ""
 
     async def store(changed: Obj, current: Obj) -> Obj | None:
-        outcome = await registry.update(rt, ns, name, changed, WriteOptions())
+        outcome = await registry.update(rt, ns, name, changed, WriteOptions(), current=current)
         gone = outcome.deleted or meta(outcome.object).get("uid") != meta(current).get("uid")
         return None if gone else outcome.object
 

@@ -21,7 +21,8 @@ bidding when its room is used up. Consequences callers rely on:
 
 Cost: O(c^2) for c clusters, independent of ``amount`` (2^31-1 replicas cost what 10 do): a
 continuous fill gives each cluster within one seat of its result, and a few exchanges of single
-seats settle the rest.
+seats settle the rest. Small amounts (``SEQUENTIAL_MAX``) are handed out seat by seat in integer
+arithmetic instead, O(amount * c): the same result, several times faster than the fractions.
 """
 
 from __future__ import annotations
@@ -36,6 +37,32 @@ Rank = tuple[Fraction, str]
 def _rank(weight: int, held: int, name: str) -> Rank:
     """The order of the bid for seat ``held + 1``: smaller ranks win (higher bid, then name)."""
     return (-Fraction(weight, 2 * held + 1), name)
+
+
+SEQUENTIAL_MAX = 64
+"""Up to this many seats, they are handed out one by one, as the definition says, in integers:
+cheaper than the exact fill in fractions below for the small amounts most calls have."""
+
+
+def _sequential(
+    amount: int, weights: Mapping[str, int], held: Mapping[str, int], cap: Mapping[str, int | None]
+) -> dict[str, int]:
+    """Seats added per bidder, one at a time to the best bid (``weights`` in name order, so the
+    first of equal bids is the name that sorts first). Bids compare exactly: ``w1 / (2h1 + 1) >
+    w2 / (2h2 + 1)`` as ``w1 * (2h2 + 1) > w2 * (2h1 + 1)``."""
+    added = dict.fromkeys(weights, 0)
+    for _ in range(amount):
+        best, best_weight, best_odd = "", 0, 1
+        for name, weight in weights.items():
+            holds = held[name] + added[name]
+            top = cap[name]
+            if top is not None and holds >= top:
+                continue
+            odd = 2 * holds + 1
+            if not best or weight * best_odd > best_weight * odd:
+                best, best_weight, best_odd = name, weight, odd
+        added[best] += 1  # the caller made sure there is room for ``amount``
+    return added
 
 
 def _levels(
@@ -98,6 +125,16 @@ def apportion(
     for name in bidders:
         limit = room.get(name)
         cap[name] = None if limit is None else start[name] + limit
+    seats = _sequential if amount <= SEQUENTIAL_MAX else _by_fill
+    added.update(seats(amount, bidders, start, cap))
+    return added
+
+
+def _by_fill(
+    amount: int, bidders: Mapping[str, int], start: Mapping[str, int], cap: Mapping[str, int | None]
+) -> dict[str, int]:
+    """Seats added per bidder: the continuous fill, then single seats and exchanges."""
+    added = dict.fromkeys(bidders, 0)
     for name, level in _levels(amount, bidders, start, cap).items():
         added[name] = floor(level) - start[name]
 

@@ -767,10 +767,12 @@ async def one_failover(
     assert seat is not None
     offline = await wait_for(lambda: not seat.ready, within, f"{victim} Offline", interval=0.02)
 
-    def planned_without() -> bool:
-        return all(
-            (plan := manager.placer.plans.get(key)) is not None and victim not in plan for key in wanted
-        )
+    left = list(wanted)
+
+    def planned_without() -> bool:  # looks again only at the plans that still had it
+        nonlocal left
+        left = [key for key in left if (plan := manager.placer.plans.get(key)) is None or victim in plan]
+        return not left
 
     replanned = await wait_for(planned_without, within, f"every plan without {victim}", interval=0.02)
     placed, ready = await converge(bench, REPLICASETS, wanted, since=fault_at, totals=totals)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federation.scheduling import ClusterState, Target, divide, plan
-from federation.scheduling.apportionment import apportion
+from federation.scheduling.apportionment import _by_fill, _sequential, apportion
 
 NAMES = ("a", "b", "c", "d", "e", "f")
 SMALL = settings(max_examples=150, deadline=None)
@@ -310,3 +310,19 @@ def test_apportionment_exchanges_seats_the_continuous_fill_misplaced() -> None:
     got = apportion(142, weights, held=held, room=room)
     assert got == {"a": 47, "b": 0, "c": 0, "d": 4, "e": 28, "f": 5, "g": 6, "h": 52}
     assert got == sequential_seats(142, weights, held, room)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seatings())
+def test_seat_by_seat_and_the_fill_agree(
+    case: tuple[int, dict[str, int], dict[str, int], dict[str, int | None]],
+) -> None:
+    # apportion() hands out up to SEQUENTIAL_MAX seats one by one and more by the fill: both must
+    # give the definition's result whatever the amount.
+    amount, weights, held, room = case
+    bidders = {n: w for n, w in sorted(weights.items()) if w > 0 and room[n] != 0}
+    start = {n: held[n] for n in bidders}
+    cap = {n: None if room[n] is None else held[n] + (room[n] or 0) for n in bidders}
+    want = {n: v for n, v in sequential_seats(amount, weights, held, room).items() if n in bidders}
+    assert _sequential(amount, bidders, start, cap) == want
+    assert _by_fill(amount, bidders, start, cap) == want
