@@ -42,6 +42,7 @@ from federation.apimachinery import (
     write_kubeconfig,
 )
 from federation.sim.cluster import ClusterSpec, SimulatedCluster
+from federation.sim.collecting import pace_collector
 from federation.sim.control import CONTROL_EXTENSION, ControlClient, ControlServer
 from federation.sim.faults import Fault, FaultMode
 
@@ -175,11 +176,14 @@ class SimulatorRuntime:
 
 
 async def serve_until_signalled(runtime: SimulatorRuntime, *, announce: bool = True) -> None:
-    """Start ``runtime``, print its contexts, run until SIGINT or SIGTERM, then stop everything."""
+    """Start ``runtime``, print its contexts, run until SIGINT or SIGTERM, then stop everything.
+
+    The process is the simulator's: its cycle collector is paced (:mod:`federation.sim.collecting`)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    pacer = asyncio.create_task(pace_collector(), name="federation-sim/collector")
     try:
         await runtime.start()
         if announce:
@@ -195,6 +199,8 @@ async def serve_until_signalled(runtime: SimulatorRuntime, *, announce: bool = T
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        pacer.cancel()
+        await asyncio.gather(pacer, return_exceptions=True)
         await runtime.stop()
 
 
