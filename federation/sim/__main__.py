@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--pods-per-node", type=int, default=10)
     parser.add_argument("--start-delay", type=float, default=1.0)
+    parser.add_argument(
+        "--first-index",
+        type=int,
+        default=0,
+        help="address plan index of the first cluster (processes sharing a fleet: disjoint ranges)",
+    )
     args = parser.parse_args(argv)
     try:
         specs = cluster_specs(
@@ -30,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             pods_per_node=args.pods_per_node,
             start_delay=args.start_delay,
         )
-        asyncio.run(serve_until_signalled(SimulatorRuntime(specs, kubeconfig=args.kubeconfig)))
+        runtime = SimulatorRuntime(specs, kubeconfig=args.kubeconfig, first_index=args.first_index)
+        asyncio.run(serve_until_signalled(runtime))
     except (SimulatorError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -13,7 +13,9 @@ while the cluster keeps answering, as a real one does, instead of holding its ev
 
 Each ReplicaSet is one key (namespace, name). The reconcile is level-based: it reads the ReplicaSet
 and its pods fresh, writes the difference, and asks to be run again when ``minReadySeconds`` will
-have passed.
+have passed. Its pods come from the storage's owner index (:class:`~federation.sim.podindex.PodIndex`),
+exact as a list but only this ReplicaSet's: listing the namespace's pods on every pass was 47 % of the
+simulator's time at 100 ReplicaSets of 1-3 replicas per namespace.
 
 Writes: pods are created, deleted and released through the registry (uid, creation time, defaults,
 namespace admission, finalizers), and so is the removal of a deletion finalizer (the registry then
@@ -55,6 +57,7 @@ from federation.apimachinery import (
     parse_rfc3339,
     rv_of,
 )
+from federation.sim.podindex import PodIndex
 from federation.sim.pods import (
     PODS,
     condition,
@@ -93,10 +96,20 @@ def pod_available(pod: Obj, min_ready_seconds: int, now: float) -> tuple[bool, f
 class ReplicaSetController:
     """The ReplicaSet controller of one cluster (see the module docstring)."""
 
-    def __init__(self, registry: Registry, *, recorder: EventRecorder) -> None:
+    def __init__(self, registry: Registry, *, pods: PodIndex, recorder: EventRecorder) -> None:
         self.registry = registry
         self.storage = registry.storage
+        self.pods = pods
         self.recorder = recorder
+        self._next_burst: dict[ReplicaSetKey, float] = {}
+        """ReplicaSets whose last pass wrote a full burst -> the monotonic time the next one may start.
+        Every pod created wakes its ReplicaSet at once (the watch), so this, not the requeue, paces
+        the bursts (Kubernetes' ReplicaSet controller waits for its ``expectations`` instead)."""
+
+    def _paced(self, key: ReplicaSetKey) -> float:
+        """Note that ``key`` just wrote a full burst; the seconds until its next one."""
+        self._next_burst[key] = time.monotonic() + BURST_INTERVAL
+        return BURST_INTERVAL
 
     @staticmethod
     def keys_for_replicaset(event: WatchEvent) -> list[ReplicaSetKey]:
@@ -112,26 +125,30 @@ class ReplicaSetController:
         return [(namespace_of(rs), name_of(rs)) for rs in page.items]
 
     async def reconcile(self, key: ReplicaSetKey) -> Result:
+        # The queue runs its keys back to back, and a pass that only writes a status never suspends
+        # (the storage is in memory): without this, a thousand ReplicaSets woken at once would
+        # hold the event loop, and the API with it, for the whole run.
+        await asyncio.sleep(0)
         namespace, name = key
         try:
             rs: Obj | None = await self.storage.get(REPLICASETS, namespace, name)
         except NotFound:
             rs = None
-        pods = (await self.storage.list(PODS, namespace)).items
+        # Read, never changed (a release or a status write changes a copy), whatever the owner's uid.
+        pods = self.pods.of_replicaset_readonly(namespace, name)
         if rs is None:
+            self._next_burst.pop(key, None)
             # Garbage collection: the owner is gone, so are its pods.
             for pod in pods:
-                owner = owned_by_replicaset(pod)
-                if owner is not None and owner[0] == name:
-                    await self._delete_quietly(namespace, name_of(pod))
-                    await asyncio.sleep(0)
+                await self._delete_quietly(namespace, name_of(pod))
+                await asyncio.sleep(0)
             return Result()
 
         uid = str(meta(rs).get("uid"))
         owned: list[Obj] = []
         for pod in pods:
             owner = owned_by_replicaset(pod)
-            if owner is None or owner[0] != name:
+            if owner is None:
                 continue
             if owner[1] != uid:
                 await self._delete_quietly(namespace, name_of(pod))  # left by an earlier namesake
@@ -152,7 +169,10 @@ class ReplicaSetController:
         replicas = int(wanted) if wanted is not None else 1
         diff = replicas - len(active)
         requeue: float | None = None
-        if diff > 0 and await namespace_alive(self.storage, namespace):
+        wait = self._next_burst.get(key, 0.0) - time.monotonic() if diff else 0.0
+        if wait > 0:
+            requeue = wait  # the last pass wrote a full burst: the next one waits its turn
+        elif diff > 0 and await namespace_alive(self.storage, namespace):
             for _ in range(min(diff, CREATE_BURST)):
                 try:
                     created = await self._create_pod(rs)
@@ -162,7 +182,7 @@ class ReplicaSetController:
                     active.append(created)
                 await asyncio.sleep(0)  # the cluster's API is served between two creates
             if diff > CREATE_BURST:
-                requeue = BURST_INTERVAL
+                requeue = self._paced(key)
         elif diff < 0:
             doomed = deletion_order(active)[: min(-diff, CREATE_BURST)]
             for pod in doomed:
@@ -178,7 +198,9 @@ class ReplicaSetController:
             gone = {name_of(p) for p in doomed}
             active = [p for p in active if name_of(p) not in gone]
             if -diff > CREATE_BURST:
-                requeue = BURST_INTERVAL
+                requeue = self._paced(key)
+        if wait <= 0 and abs(diff) <= CREATE_BURST:
+            self._next_burst.pop(key, None)  # no burst was full
 
         status, available_in = self._status(rs, active)
         if available_in is not None:
@@ -213,10 +235,12 @@ class ReplicaSetController:
         if "foregroundDeletion" in finalizers:
             for pod in owned:
                 await self._delete_quietly(namespace, name_of(pod))
+                await asyncio.sleep(0)
             finalizers.remove("foregroundDeletion")
         elif "orphan" in finalizers:
             for pod in owned:
                 await self._release(pod)
+                await asyncio.sleep(0)
             finalizers.remove("orphan")
         else:
             return Result()

@@ -42,6 +42,7 @@ from federation.apimachinery import (
     write_kubeconfig,
 )
 from federation.sim.cluster import ClusterSpec, SimulatedCluster
+from federation.sim.collecting import pace_collector
 from federation.sim.control import CONTROL_EXTENSION, ControlClient, ControlServer
 from federation.sim.faults import Fault, FaultMode
 
@@ -111,10 +112,20 @@ class SimulatorRuntime:
     """The simulator on the running event loop."""
 
     def __init__(
-        self, specs: Sequence[ClusterSpec], *, kubeconfig: Path, schemas: SchemaSet | None = None
+        self,
+        specs: Sequence[ClusterSpec],
+        *,
+        kubeconfig: Path,
+        schemas: SchemaSet | None = None,
+        first_index: int = 0,
     ) -> None:
+        if first_index < 0:
+            raise SimulatorError("the first cluster index cannot be negative")
         self.specs = list(specs)
         self.kubeconfig = kubeconfig
+        self.first_index = first_index
+        """The address plan index of the first cluster (:class:`~federation.sim.network.Topology`):
+        processes that share a fleet give each other disjoint ranges of it, as one process would."""
         self._schemas = schemas or SchemaSet()
         self.clusters: dict[str, SimulatedCluster] = {}
         self.control: ControlServer | None = None
@@ -133,7 +144,11 @@ class SimulatorRuntime:
         try:
             for index, spec in enumerate(self.specs):
                 cluster = SimulatedCluster(
-                    spec, index=index, schemas=self._schemas, tls=tls, ca_pem=bundle.ca_pem
+                    spec,
+                    index=self.first_index + index,
+                    schemas=self._schemas,
+                    tls=tls,
+                    ca_pem=bundle.ca_pem,
                 )
                 self.clusters[spec.name] = cluster
                 await cluster.start()
@@ -175,11 +190,14 @@ class SimulatorRuntime:
 
 
 async def serve_until_signalled(runtime: SimulatorRuntime, *, announce: bool = True) -> None:
-    """Start ``runtime``, print its contexts, run until SIGINT or SIGTERM, then stop everything."""
+    """Start ``runtime``, print its contexts, run until SIGINT or SIGTERM, then stop everything.
+
+    The process is the simulator's: its cycle collector is paced (:mod:`federation.sim.collecting`)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    pacer = asyncio.create_task(pace_collector(), name="federation-sim/collector")
     try:
         await runtime.start()
         if announce:
@@ -195,6 +213,8 @@ async def serve_until_signalled(runtime: SimulatorRuntime, *, announce: bool = T
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        pacer.cancel()
+        await asyncio.gather(pacer, return_exceptions=True)
         await runtime.stop()
 
 
@@ -217,12 +237,14 @@ class Simulator:
         pods_per_node: int = 10,
         start_delay: float = 1.0,
         schemas: SchemaSet | None = None,
+        first_index: int = 0,
     ) -> None:
         self.specs = cluster_specs(
             clusters, nodes=nodes, pods_per_node=pods_per_node, start_delay=start_delay
         )
         self.kubeconfig = kubeconfig
         self._schemas = schemas
+        self.first_index = first_index
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runtime: SimulatorRuntime | None = None
@@ -266,7 +288,9 @@ class Simulator:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        runtime = SimulatorRuntime(self.specs, kubeconfig=self.kubeconfig, schemas=self._schemas)
+        runtime = SimulatorRuntime(
+            self.specs, kubeconfig=self.kubeconfig, schemas=self._schemas, first_index=self.first_index
+        )
         starting = asyncio.ensure_future(runtime.start())
         await asyncio.wait({starting})
         failure = (
@@ -327,7 +351,19 @@ class Simulator:
 
 
 class SimulatorProcess:
-    """``python -m federation.sim`` in a child process; stop it with :meth:`stop` (SIGTERM)."""
+    """``python -m federation.sim`` in a child process; stop it with :meth:`stop` (SIGTERM).
+
+    Several can run side by side, each with its own clusters (names unique across them), its own
+    ``kubeconfig`` path, ports, CA and control API; give each a distinct ``first_index`` range
+    (the previous processes' cluster counts summed) and their clusters get the addresses one process
+    would have given them::
+
+        names = [f"bench-{i:03d}" for i in range(100)]
+        sims = [
+            SimulatorProcess(names[k : k + 25], kubeconfig=tmp / f"sim-{k}.kubeconfig", first_index=k)
+            for k in range(0, 100, 25)
+        ]
+    """
 
     def __init__(
         self,
@@ -337,9 +373,12 @@ class SimulatorProcess:
         nodes: int = 3,
         pods_per_node: int = 10,
         start_delay: float = 1.0,
+        first_index: int = 0,
     ) -> None:
         self.clusters = list(clusters)
         cluster_specs(self.clusters)
+        if first_index < 0:
+            raise SimulatorError("the first cluster index cannot be negative")
         self.kubeconfig = kubeconfig
         self.args = [
             sys.executable,
@@ -355,6 +394,8 @@ class SimulatorProcess:
             str(pods_per_node),
             "--start-delay",
             str(start_delay),
+            "--first-index",
+            str(first_index),
         ]
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []

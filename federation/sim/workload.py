@@ -21,10 +21,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from federation.apimachinery import REPLICASETS, EventRecorder, Registry, WorkQueue, feed
+from federation.apimachinery import REPLICASETS, EventRecorder, MemoryStorage, Registry, WorkQueue, feed
 from federation.sim.network import Topology
 from federation.sim.nodepool import MAX_PODS_PER_NODE, NODEPOOL, NodePool
 from federation.sim.nodes import NODES
+from federation.sim.podindex import PodIndex
 from federation.sim.pods import PODS
 from federation.sim.replicasets import ReplicaSetController, ReplicaSetKey
 from federation.sim.scheduler import Scheduler
@@ -60,19 +61,23 @@ class Workload:
         recorder: EventRecorder,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not isinstance(registry.storage, MemoryStorage):
+            raise TypeError("a simulated workload runs over a MemoryStorage (it reads pods by its indexes)")
         self.storage = registry.storage
+        self.pods = PodIndex(registry.storage)
         self.name = topology.cluster
         self.node_pool = NodePool(
             registry, topology=topology, pods_per_node=settings.pods_per_node, node_count=node_count
         )
         self.scheduler = Scheduler(
             registry,
+            pods=self.pods,
             cluster=topology.cluster,
             start_delay=settings.start_delay,
             recorder=recorder,
             clock=clock,
         )
-        self.replicasets = ReplicaSetController(registry, recorder=recorder)
+        self.replicasets = ReplicaSetController(registry, pods=self.pods, recorder=recorder)
         self.node_queue: WorkQueue[str] = WorkQueue(self.node_pool.reconcile, name=f"{self.name}/nodepool")
         self.scheduler_queue: WorkQueue[str] = WorkQueue(
             self.scheduler.reconcile, name=f"{self.name}/scheduler"

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 from federation.apimachinery import lazy_exports
 
 if TYPE_CHECKING:
-    from federation.traffic.caddy import CaddyProvider
+    from federation.traffic.caddy import CaddyProvider, drain_limit
     from federation.traffic.caddyconfig import balancer_config, edge_config
     from federation.traffic.caddyprocess import CaddyError, CaddyProcess, caddy_binary
     from federation.traffic.providers import NoProvider, Provider, make_provider
     from federation.traffic.routing import Route, Upstream, route_id
 
 _WHERE = {
-    "caddy": ("CaddyProvider",),
+    "caddy": ("CaddyProvider", "drain_limit"),
     "caddyconfig": ("balancer_config", "edge_config"),
     "caddyprocess": ("CaddyError", "CaddyProcess", "caddy_binary"),
     "providers": ("NoProvider", "Provider", "make_provider"),
@@ -41,6 +41,7 @@ __all__ = [
     "Upstream",
     "balancer_config",
     "caddy_binary",
+    "drain_limit",
     "edge_config",
     "make_provider",
     "route_id",

@@ -7,6 +7,9 @@ Guarantees, with the measurements behind them in :mod:`federation.traffic.caddyc
 * a weight change reloads only the balancing process (``PATCH /id/<route id>`` for one changed
   route, one ``POST /load`` for several), so clients' keep-alive connections to the listen ports stay
   open and no request fails;
+* a change that takes an upstream out (weight 0, or gone) is applied once no request has been in
+  flight to it, nor failed on it, for one ``try_interval`` (at most :func:`drain_limit` seconds; see
+  :meth:`CaddyProvider._drain` for why);
 * adding or removing a route also reloads the edge (``POST /load``), which closes the idle keep-alive
   connections of the other routes too: clients reconnect (Caddy answers requests in flight first);
 * a Caddy that dies is started again with the current configuration within ~1 s;
@@ -19,14 +22,37 @@ processes cannot stay behind the desired state.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from federation.settings import TrafficSettings
 from federation.traffic.caddyconfig import balancer_config, balancer_handler, edge_config
-from federation.traffic.caddyprocess import CaddyProcess, caddy_binary, free_loopback_port
+from federation.traffic.caddyprocess import CaddyError, CaddyProcess, caddy_binary, free_loopback_port
 from federation.traffic.routing import Route, check_routes, route_id
+
+log = logging.getLogger(__name__)
+
+DRAIN_POLL = 0.02
+"""Seconds between two looks at the balancer's upstreams while a leaving upstream drains."""
+
+
+def drain_limit(settings: TrafficSettings) -> float:
+    """The longest a change waits for a leaving upstream: one whole try on it (dial, then the
+    response-header timeout), the pause before the retry, and a poll's margin."""
+    return (
+        settings.traffic_dial_timeout
+        + settings.traffic_response_header_timeout
+        + 2 * settings.traffic_try_interval
+        + 5 * DRAIN_POLL
+    )
+
+
+def leaving_upstreams(previous: dict[str, Route], desired: dict[str, Route]) -> set[str]:
+    """The ``host:port`` of every upstream that gets traffic now and will get none."""
+    serving = {u.dial for route in desired.values() for u in route.serving}
+    return {u.dial for route in previous.values() for u in route.serving} - serving
 
 
 class CaddyProvider:
@@ -91,6 +117,9 @@ class CaddyProvider:
             if edge is None or balancer is None:
                 return  # start() configures both from self._routes
             in_sync, self._in_sync = self._in_sync, False
+            leaving = leaving_upstreams(previous, desired)
+            if leaving:
+                await self._drain(balancer, leaving)
             listens = {name: route.listen_port for name, route in desired.items()}
             if not in_sync or listens != {name: route.listen_port for name, route in previous.items()}:
                 await balancer.load(self._balancer_config(balancer))
@@ -107,6 +136,54 @@ class CaddyProvider:
                 elif changed:
                     await balancer.load(self._balancer_config(balancer))
             self._in_sync = True
+
+    async def _drain(self, balancer: CaddyProcess, leaving: set[str]) -> None:
+        """Wait until no request is in flight to the ``leaving`` upstreams, nor has failed on them,
+        for one ``try_interval`` plus a poll (at most :func:`drain_limit` seconds).
+
+        Why: every admin API change reloads the whole balancing process, and on a reload Caddy
+        (2.11) cancels the old configuration's context at once; it waits for the old servers' grace
+        period only when it exits. A request still on the old configuration whose try fails after
+        that is not retried (the reverse proxy's pause before a retry ends on that context), and its
+        client gets the error: a ``504`` when the try waited on a black-holed region. Measured with
+        ``tests.bench.traffic``: 10 and 16 of 1,600 requests failed so, each answered exactly one
+        response-header timeout after it was sent, all on the reload that took the black-holed
+        region out. A region leaves because it stopped answering, so the requests at risk are the
+        ones on it: once none is in flight there and none has just failed there (and is pausing
+        before its retry), the reload cuts no retry. A region that still answers drains as fast as
+        it answers; the wait is bounded either way, and the change is applied after it."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + drain_limit(self._settings)
+        quiet_for = self._settings.traffic_try_interval + DRAIN_POLL
+        quiet_since: float | None = None
+        fails_before: dict[str, int] = {}
+        while (now := loop.time()) < deadline:
+            try:
+                listed = await balancer.get("/reverse_proxy/upstreams")
+            except CaddyError:
+                return  # nothing to drain in a balancer that does not answer: apply at once
+            busy = False
+            for upstream in listed or []:
+                dial = str(upstream.get("address"))
+                if dial not in leaving:
+                    continue
+                fails = int(upstream.get("fails") or 0)
+                if int(upstream.get("num_requests") or 0) > 0 or fails > fails_before.get(dial, fails):
+                    busy = True
+                fails_before[dial] = fails
+            if busy:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= quiet_for:
+                return
+            await asyncio.sleep(DRAIN_POLL)
+        log.info(
+            "traffic: %s still busy after %.2f s; taking it out of the balancer now",
+            ", ".join(sorted(leaving)),
+            loop.time() - started,
+        )
 
     async def stop(self) -> None:
         async with self._lock:

@@ -34,7 +34,9 @@ from federation.traffic.routing import Route, join_host_port, route_id
 
 LOOPBACK = "127.0.0.1"
 GRACE_PERIOD = "5s"
-"""How long a reload or a stop waits for requests in flight on the old servers before closing them."""
+"""How long the old servers may finish requests in flight after a reload or a stop. On a reload Caddy
+does not wait for them, and cancels the old configuration's context at once, which ends their
+retries: see ``CaddyProvider._drain``."""
 EDGE_TRY_DURATION = 2.0
 """Seconds the edge keeps re-dialling its balancer server: covers a balancer restart (~0.5 s)."""
 NO_REGION_BODY = "no region serves this Service now\n"

@@ -36,7 +36,8 @@ HEALTH_PERIOD = 0.5
 """Seconds between two looks at the admin API (``healthy()``)."""
 START_TIMEOUT = 10.0
 ADMIN_TIMEOUT = 15.0
-"""An admin call that reloads waits for the old servers' grace period (5 s) at worst."""
+"""Generous: a reload returns once the new configuration runs (Caddy 2.11 lets the old servers finish
+within their grace period in the background, and cancels the old configuration's context at once)."""
 STOP_TIMEOUT = 8.0
 
 

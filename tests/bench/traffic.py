@@ -103,7 +103,7 @@ async def rig() -> AsyncIterator[Rig]:
                 await wait_for(lambda: manager.started.is_set() or task.done(), 60, "controllers started")
                 if task.done():
                     task.result()
-                await register(manager, REGIONS, kubeconfig)
+                await register(manager.registry, REGIONS, kubeconfig)
                 await wait_for(
                     lambda: all((s := manager.fleet.get(n)) is not None and s.ready for n in REGIONS),
                     60,

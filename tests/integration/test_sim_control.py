@@ -38,6 +38,44 @@ def test_subprocess_simulator_is_driven_through_its_kubeconfig(tmp_path: Path) -
         ControlClient.from_kubeconfig(kubeconfig).clusters()
 
 
+def test_two_simulator_processes_serve_their_own_clusters_side_by_side(tmp_path: Path) -> None:
+    """How a benchmark spreads a fleet over processes: disjoint names, one kubeconfig each, and
+    ``first_index`` so the clusters get the addresses one process would have given them."""
+    east, west = tmp_path / "east.kubeconfig", tmp_path / "west.kubeconfig"
+    with (
+        SimulatorProcess(["east-1", "east-2"], kubeconfig=east, nodes=1) as first,
+        SimulatorProcess(["west-1"], kubeconfig=west, nodes=1, first_index=2) as second,
+    ):
+        east_control, west_control = first.control(), second.control()
+        assert east_control.server != west_control.server
+        assert [c["name"] for c in east_control.clusters()] == ["east-1", "east-2"]
+        assert [c["name"] for c in west_control.clusters()] == ["west-1"]
+        servers = {c["server"] for c in [*east_control.clusters(), *west_control.clusters()]}
+        assert len(servers) == 3
+        node_ips: set[str] = set()
+        for kubeconfig, name in ((east, "east-1"), (east, "east-2"), (west, "west-1")):
+            with api_client(kubeconfig, name) as api:
+                for node in client.CoreV1Api(api).list_node().items:
+                    assert node.status is not None
+                    addresses = node.status.addresses or []
+                    node_ips.update(a.address for a in addresses if a.type == "InternalIP")
+        assert node_ips == {"10.240.0.2", "10.240.1.2", "10.240.2.2"}
+
+        with pytest.raises(ControlError, match="no simulated cluster"):
+            east_control.fail("west-1", Fault("down"))
+        west_control.fail("west-1", Fault("down"))
+        with api_client(west, "west-1") as api, pytest.raises(NewConnectionError):
+            client.CoreV1Api(api).list_namespace(_request_timeout=2)
+        with api_client(east, "east-1") as api:
+            assert client.CoreV1Api(api).list_namespace(_request_timeout=5).items
+        west_control.heal("west-1")
+        with api_client(west, "west-1") as api:
+            assert client.CoreV1Api(api).list_namespace(_request_timeout=5).items
+        assert first.stop() == 0
+        with api_client(west, "west-1") as api:
+            assert client.CoreV1Api(api).list_namespace(_request_timeout=5).items
+
+
 def test_a_kubeconfig_the_simulator_did_not_write_is_never_overwritten(tmp_path: Path) -> None:
     precious = tmp_path / "config"
     precious.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")

@@ -318,6 +318,51 @@ async def test_a_black_holed_region_does_not_hold_requests(
     assert max(tally.latencies) < 1.0, f"p99 {tally.p(0.99):.3f} s, max {max(tally.latencies):.3f} s"
 
 
+async def test_taking_out_a_black_holed_region_fails_none_of_its_requests_in_flight(
+    caddy: CaddyProvider, regions: Callable[[str], Region]
+) -> None:
+    """The weight-0 change that takes a black-holed region out reloads the balancer while requests
+    wait on the hole. Caddy cancels the old configuration's context at once on a reload (it does not
+    wait for its grace period), and a request whose try then times out is not retried: it was a
+    ``504``. The provider now lets those requests time out and be retried first. Here the change is
+    applied while the balancer's own record shows requests in flight to the hole."""
+    tokyo = regions("tokyo")
+    hole = BlackHole("taiwan")
+    port = free_port()
+    balancer = caddy.processes[1]
+    sending = threading.Event()
+    sending.set()
+    try:
+        await caddy.apply([route(port, hole.upstream(1), tokyo.upstream(1))])
+        clients = [
+            asyncio.create_task(
+                asyncio.to_thread(send, port, count=2_000, within=10, rate=50, keep_going=sending.is_set)
+            )
+            for _ in range(4)  # the default executor keeps a thread for the admin calls
+        ]
+        try:
+            hole_dial = hole.upstream(1).dial
+            in_flight, listed = 0, []
+            deadline = time.monotonic() + 5
+            while not in_flight:
+                assert time.monotonic() < deadline, f"no request waited on the hole within 5 s: {listed}"
+                listed = await balancer.get("/reverse_proxy/upstreams")
+                in_flight = sum(int(u["num_requests"]) for u in listed if u["address"] == hole_dial)
+                await asyncio.sleep(0.01)
+            await caddy.apply([route(port, hole.upstream(0), tokyo.upstream(1))])
+            await asyncio.sleep(1.0)
+        finally:
+            sending.clear()
+            tallies = await asyncio.gather(*clients)
+    finally:
+        hole.close()
+
+    failures = [f for tally in tallies for f in tally.failures]
+    assert failures == [], failures
+    assert sum(tally.regions["tokyo"] for tally in tallies) > 100
+    assert max(max(tally.latencies) for tally in tallies) < 1.0
+
+
 async def test_a_killed_caddy_comes_back_with_the_current_weights(
     caddy: CaddyProvider, regions: Callable[[str], Region]
 ) -> None:

@@ -24,6 +24,7 @@ from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.objects import meta
 from federation.apimachinery.queueing import Result, WorkQueue
 from federation.apimachinery.resources import Obj
+from federation.sim import scheduler as scheduler_module
 from federation.sim.kinds import cluster_scheme
 from federation.sim.network import ClusterNetwork, Topology
 from federation.sim.nodepool import NODEPOOL
@@ -183,6 +184,29 @@ def test_more_replicas_than_slots_leaves_the_rest_pending_with_failed_scheduling
             assert len(await h.events("SuccessfulCreate")) == 6
 
     run(scenario())
+
+
+def test_passes_of_a_few_writes_bind_start_and_mark_every_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass writes at most ``WRITES_PER_PASS`` times and runs again at once: with 3, the same
+    outcome as in one pass, distinct pod IPs, one FailedScheduling Event per pending pod."""
+    monkeypatch.setattr(scheduler_module, "WRITES_PER_PASS", 3)
+
+    async def scenario() -> None:
+        async with cluster(nodes=2, pods_per_node=10) as h:
+            await h.storage.create(REPLICASETS, replicaset(replicas=24))
+            await h.until(lambda: h.ready(20))
+            await h.until(lambda: _failed_scheduling(h, 4))
+            assert await h.phases() == {"Running": 20, "Pending": 4}
+            running = [p for p in await h.pods() if p["status"]["phase"] == "Running"]
+            by_node = {(p["spec"]["nodeName"], p["status"]["podIP"]) for p in running}
+            assert len(by_node) == 20
+            assert {node for node, _ in by_node} == {"us-east1-node-0", "us-east1-node-1"}
+
+    run(scenario())
+
+
+async def _failed_scheduling(h: Harness, want: int) -> bool:
+    return len(await h.events("FailedScheduling")) == want
 
 
 def test_scaling_down_frees_slots_and_pending_pods_start() -> None:
