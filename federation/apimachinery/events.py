@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Literal
 
 from federation.apimachinery.errors import NotFound
@@ -54,7 +55,12 @@ class EventRecorder:
         host: str,
         component: str = "",
         capacity: int = DEFAULT_CAPACITY,
+        namespaces: Callable[[str], Obj | None] | None = None,
     ) -> None:
+        self.namespaces = namespaces
+        """The namespace of this name as a cache (an informer) last showed it, if the caller has
+        one: asked first, so that recording an Event costs no read; storage is read when the cache
+        has no such namespace."""
         self.storage = storage
         self.host = host
         self.component = component
@@ -76,7 +82,11 @@ class EventRecorder:
         component = component or self.component
         m = meta(involved)
         namespace = str(m.get("namespace") or "default")
-        if not await namespace_alive(self.storage, namespace):
+        cached = self.namespaces(namespace) if self.namespaces is not None else None
+        if cached is not None:
+            if meta(cached).get("deletionTimestamp"):
+                return
+        elif not await namespace_alive(self.storage, namespace):
             return
         now = now_rfc3339()
         key = (str(m.get("uid", "")), type, reason, message, component)

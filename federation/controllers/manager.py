@@ -92,7 +92,6 @@ class ControllerManager:
         self.storage = storage
         self.settings = settings
         self.registry = Registry(Scheme(FEDERATION_KINDS), storage, SchemaSet(extra=FEDERATION_SCHEMAS))
-        self.recorder = EventRecorder(storage, host=host or socket.gethostname(), component=COMPONENT)
         resync = settings.resync_period or None
         self.informers: dict[str, Informer] = {
             rt.plural: Informer(
@@ -100,6 +99,13 @@ class ControllerManager:
             )
             for rt in (NAMESPACES, SECRETS, SERVICES, REPLICASETS)
         }
+        namespaces = self.informers[NAMESPACES.plural]
+        self.recorder = EventRecorder(
+            storage,
+            host=host or socket.gethostname(),
+            component=COMPONENT,
+            namespaces=lambda name: namespaces.peek("", name),
+        )
         self.clusters = Informer(StorageSource(storage, CLUSTERS), name="federation/clusters")
         self.placements = Informer(StorageSource(storage, PLACEMENTS), name="federation/placements")
         self.observed: dict[tuple[str, FedKey], str] = {}

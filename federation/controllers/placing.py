@@ -440,7 +440,7 @@ class Placer:
         if error:
             spec["error"] = error
         pname = placement_name(rt.kind, name)
-        existing = self.placements.get(where, pname)
+        existing = self.placements.peek(where, pname)  # read only
         if existing is not None and existing.get("spec") == spec:
             return
         if existing is None:

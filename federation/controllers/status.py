@@ -150,7 +150,7 @@ class StatusController:
             placement_status.update(sums)
         where = namespace or name
         pname = placement_name(rt.kind, name)
-        cached = self.placements.get(where, pname)
+        cached = self.placements.peek(where, pname)  # read only
         if cached is None or cached.get("status") != placement_status:
             await update_status(
                 self.registry,

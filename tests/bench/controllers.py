@@ -372,8 +372,8 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
                 meter = Meter(sim.process.pid, pg_pid)
                 bench = Rig(args, names, kubeconfig, tmp, sim, pg, managers, api, settings, meter)
                 try:
-                    # The propagation phases are recorded one by one (Rig.profiled); the others whole.
-                    whole = None if args.phase == "propagation" else args.profile
+                    # Propagation and failover are recorded phase by phase (Rig.profiled); the others whole.
+                    whole = None if args.phase in ("propagation", "failover") else args.profile
                     with profiling(whole, {"controllers": os.getpid(), "simulator": sim.process.pid}):
                         yield bench
                 finally:
@@ -818,7 +818,8 @@ async def failover(bench: Rig) -> dict[str, Any]:
     say(f"\n== failover: {count} ReplicaSets of 1-3 replicas over {len(bench.names)} clusters")
     say(f"load average before: {loadavg()}")
     bench.meter.begin()
-    made = await federate_replicasets(bench, "failover", count, small)
+    with bench.profiled("converge"):
+        made = await federate_replicasets(bench, "failover", count, small)
     usage = bench.meter.end()
     wanted, totals = made.pop("wanted"), made.pop("totals")
     spread = replicas_by_cluster(bench.manager, wanted)
@@ -830,7 +831,10 @@ async def failover(bench: Rig) -> dict[str, Any]:
     say(f"replicas per cluster      {dict(sorted(spread.items()))}")
     await settle(bench)
     victim = bench.args.fail or max(sorted(spread), key=lambda c: spread[c])
-    runs = [await one_failover(bench, mode, victim, wanted, totals) for mode in ("down", "blackhole")]
+    runs = []
+    for mode in ("down", "blackhole"):
+        with bench.profiled(mode):
+            runs.append(await one_failover(bench, mode, victim, wanted, totals))
     return {"converge": made, "converge_usage": usage, "spread": spread, "faults": runs}
 
 
