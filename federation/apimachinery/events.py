@@ -26,9 +26,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Literal
 
-from federation.apimachinery.errors import NotFound
+from federation.apimachinery.errors import Conflict, NotFound
 from federation.apimachinery.kinds import EVENTS, NAMESPACES
-from federation.apimachinery.objects import meta, new_uid, now_rfc3339
+from federation.apimachinery.objects import copy_json, meta, new_uid, now_rfc3339, rv_of
 from federation.apimachinery.resources import Obj
 from federation.apimachinery.storage import Storage
 
@@ -65,8 +65,10 @@ class EventRecorder:
         self.host = host
         self.component = component
         self.capacity = capacity
-        self._recent: OrderedDict[tuple[str, str, str, str, str], tuple[str, str]] = OrderedDict()
-        """(involved uid, type, reason, message, component) -> (namespace, event name), oldest first."""
+        self._recent: OrderedDict[tuple[str, str, str, str, str], Obj] = OrderedDict()
+        """(involved uid, type, reason, message, component) -> the Event as last written, oldest
+        first: a repeat bumps that version (the storage refuses it if the Event changed since,
+        and it is read again)."""
 
     async def record(
         self,
@@ -93,17 +95,13 @@ class EventRecorder:
         known = self._recent.get(key)
         if known is not None:
             try:
-                event = await self.storage.get(EVENTS, *known)
+                await self._repeat(key, known, now)
             except NotFound:
                 del self._recent[key]
             else:
-                event["count"] = int(event.get("count") or 1) + 1
-                event["lastTimestamp"] = now
-                await self.storage.update(EVENTS, event)
-                self._recent.move_to_end(key)
                 return
         name = f"{m.get('name', 'object')}.{secrets.token_hex(8)}"
-        event = {
+        event: Obj = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
@@ -133,9 +131,25 @@ class EventRecorder:
         }
         if not involved.get("apiVersion"):
             del event["involvedObject"]["apiVersion"]
-        await self.storage.create(EVENTS, event)
-        self._recent[key] = (namespace, name)
+        self._recent[key] = await self.storage.create(EVENTS, event)
         while len(self._recent) > self.capacity:
-            _, (old_ns, old_name) = self._recent.popitem(last=False)
+            _, old = self._recent.popitem(last=False)
             with contextlib.suppress(NotFound):
-                await self.storage.delete(EVENTS, old_ns, old_name)
+                await self.storage.delete(EVENTS, str(meta(old).get("namespace", "")), str(meta(old)["name"]))
+
+    async def _repeat(self, key: tuple[str, str, str, str, str], known: Obj, now: str) -> None:
+        """Count one more of a recorded Event: from the version last written, else read again."""
+        event = copy_json(known)
+        for _ in range(2):
+            event["count"] = int(event.get("count") or 1) + 1
+            event["lastTimestamp"] = now
+            try:
+                self._recent[key] = await self.storage.update(EVENTS, event, precondition_rv=rv_of(known))
+            except Conflict:  # changed elsewhere since (a user's edit): count from what is there now
+                known = await self.storage.get(
+                    EVENTS, str(meta(known).get("namespace", "")), str(meta(known)["name"])
+                )
+                event = copy_json(known)
+                continue
+            self._recent.move_to_end(key)
+            return

@@ -73,3 +73,22 @@ async def test_at_most_capacity_events_are_kept_oldest_first_out() -> None:
     kept = sorted(e["message"] for e in (await storage.list(EVENTS, "shop")).items)
     assert kept == ["tick 2", "tick 3", "tick 4"]
     storage.cache.close()
+
+
+async def test_a_repeat_counts_on_from_an_event_changed_elsewhere() -> None:
+    # The recorder bumps the version it wrote last; an Event changed since (by a user, by another
+    # recorder) is read again and counted on from there, and one deleted since is made anew.
+    storage = await storage_with({"metadata": {"name": "shop"}})
+    recorder = EventRecorder(storage, host="node-1", component="default-scheduler")
+    await recorder.record(POD, type="Warning", reason="FailedScheduling", message="0/2 nodes")
+    (event,) = (await storage.list(EVENTS, "shop")).items
+    event["count"] = 10
+    await storage.update(EVENTS, event)
+    await recorder.record(POD, type="Warning", reason="FailedScheduling", message="0/2 nodes")
+    (event,) = (await storage.list(EVENTS, "shop")).items
+    assert event["count"] == 11
+    await storage.delete(EVENTS, "shop", event["metadata"]["name"])
+    await recorder.record(POD, type="Warning", reason="FailedScheduling", message="0/2 nodes")
+    (event,) = (await storage.list(EVENTS, "shop")).items
+    assert event["count"] == 1
+    storage.cache.close()
