@@ -17,11 +17,15 @@ Event on the Cluster and the ``federation_cluster_ready`` gauge; every probe's t
 the Cluster's watch: placement drops an Offline cluster from every plan at once.
 
 Level-based like every controller here: ``reconcile(cluster)`` probes once, decides, writes if the
-verdict or details changed, and asks the queue to come back after the rest of the period.
+verdict changed, and asks the queue to come back after the rest of the period. The version and
+capacity are read beside the probes, in a task of their own: a member that stops answering while
+they are read would otherwise hold up the probes that find it out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -79,10 +83,23 @@ class HealthController:
         self.recorder = recorder
         self.settings = settings
         self.streaks: dict[str, Streak] = {}
+        self._reading: dict[str, asyncio.Task[None]] = {}
+        """Per cluster, the read of its version and capacity in progress: beside the probes, never
+        in their way (a member that stops answering mid-read holds up only the read)."""
 
     def forget(self, name: str) -> None:
         self.streaks.pop(name, None)
+        reading = self._reading.pop(name, None)
+        if reading is not None:
+            reading.cancel()
         metrics.remove_series(metrics.CLUSTER_READY, name)
+
+    async def close(self) -> None:
+        tasks = list(self._reading.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._reading.clear()
 
     async def reconcile(self, name: str) -> Result:
         seat = self.fleet.get(name)
@@ -124,22 +141,39 @@ class HealthController:
             )
         ):
             verdict = False
-        details: tuple[str, Capacity] | None = None
         now = time.monotonic()
         if (
             seat.member is not None
             and result.ok
             and (verdict or (is_ready(seat.cluster) and now >= streak.details_at))
+            and name not in self._reading
         ):
             streak.details_at = now + DETAILS_PERIOD
-            details = await self._details(name)
-        if verdict is not None or details is not None:
-            await self._write(name, result, verdict, details)
+            reading = asyncio.get_running_loop().create_task(
+                self._read_details(name, result), name=f"cluster {name}: version and capacity"
+            )
+            self._reading[name] = reading
+            reading.add_done_callback(functools.partial(self._done_reading, name))
+        if verdict is not None:
+            await self._write(name, result, verdict, None)
         metrics.CLUSTER_READY.labels(name).set(
             1 if (verdict if verdict is not None else is_ready(seat.cluster)) else 0
         )
         elapsed = time.monotonic() - started
         return Result(requeue_after=max(0.0, self.settings.probe_period - elapsed))
+
+    def _done_reading(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._reading.get(name) is task:
+            del self._reading[name]
+
+    async def _read_details(self, name: str, result: ProbeResult) -> None:
+        details = await self._details(name)
+        if details is None:
+            return
+        try:
+            await self._write(name, result, None, details)
+        except ApiError as err:
+            log.info("cluster %s: could not write version and capacity: %s", name, err.message)
 
     async def _details(self, name: str) -> tuple[str, Capacity] | None:
         seat = self.fleet.get(name)

@@ -225,6 +225,7 @@ class ControllerManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.health.close()
         await self.propagator.close()
         await self.fleet.close()
         await self.routing.close()
