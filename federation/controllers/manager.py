@@ -47,6 +47,7 @@ from federation.apimachinery import (
     Obj,
     Registry,
     ResourceType,
+    Result,
     SchemaSet,
     Scheme,
     Storage,
@@ -67,6 +68,9 @@ from federation.settings import ControllerSettings, TrafficSettings
 from federation.traffic import make_provider
 
 log = logging.getLogger(__name__)
+
+STATUS_MAX_WAIT: Final = 5.0
+"""Seconds summing an object's status may wait for a placement backlog (see ``_sum_status``)."""
 
 COMPONENT: Final = "federation-controller"
 HOUSEKEEPING_PERIOD: Final = 5.0
@@ -169,7 +173,8 @@ class ControllerManager:
         # in groups: the more run at once, the more each commit carries (a failover replans every
         # object at once).
         self.placing_queue: WorkQueue[FedKey] = WorkQueue(self.placer.reconcile, name="placement", workers=16)
-        self.status_queue: WorkQueue[FedKey] = WorkQueue(self.status.reconcile, name="status", workers=16)
+        self.status_queue: WorkQueue[FedKey] = WorkQueue(self._sum_status, name="status", workers=16)
+        self._status_deferred: dict[FedKey, float] = {}
         self.traffic_queue: WorkQueue[FedKey] = WorkQueue(self.routing.reconcile, name="traffic", workers=2)
         self.queues = (self.health_queue, self.placing_queue, self.status_queue, self.traffic_queue)
         self._tasks: list[asyncio.Task[None]] = []
@@ -229,6 +234,18 @@ class ControllerManager:
         await self.propagator.close()
         await self.fleet.close()
         await self.routing.close()
+
+    async def _sum_status(self, key: FedKey) -> Result:
+        """The status controller's reconcile, after placement: while placement has a backlog (a
+        failover replans every object), summing status waits, up to ``STATUS_MAX_WAIT``, so that
+        the plans, which move replicas, get the event loop first."""
+        if len(self.placing_queue) > self.placing_queue.workers:
+            now = time.monotonic()
+            first = self._status_deferred.setdefault(key, now)
+            if now - first < STATUS_MAX_WAIT:
+                return Result(requeue_after=REPORT_BATCH)
+        self._status_deferred.pop(key, None)
+        return await self.status.reconcile(key)
 
     def idle(self) -> bool:
         """No key waiting or running anywhere (for tests and benchmarks)."""
