@@ -22,7 +22,12 @@ if TYPE_CHECKING:
         static_token_authenticator,
     )
     from federation.apimachinery.certificates import ensure_ca_and_serving_cert, generate_bundle
-    from federation.apimachinery.collecting import collect_and_freeze, pace_collector, paced_collector
+    from federation.apimachinery.collecting import (
+        YOUNG_THRESHOLD,
+        collect_and_freeze,
+        pace_collector,
+        paced_collector,
+    )
     from federation.apimachinery.errors import (
         AlreadyExists,
         ApiError,
@@ -170,7 +175,7 @@ _WHERE = {
     ),
     "server": ("build_app",),
     "sockets": ("bind_tcp",),
-    "collecting": ("collect_and_freeze", "pace_collector", "paced_collector"),
+    "collecting": ("YOUNG_THRESHOLD", "collect_and_freeze", "pace_collector", "paced_collector"),
     "storage": ("EventType", "ListPage", "ObjectFilter", "Storage", "WatchEvent"),
     "tables": ("AGE",),
     "watchcache": ("Change", "WatchCache"),
@@ -187,6 +192,7 @@ __all__ = [
     "ROLES",
     "SECRETS",
     "SERVICES",
+    "YOUNG_THRESHOLD",
     "AlreadyExists",
     "ApiError",
     "Authenticator",

@@ -1,10 +1,14 @@
-"""The simulator process's pacing of the cycle collector: it collects and freezes only past its limit."""
+"""The pacing of the cycle collector in our own processes: it collects and freezes only past its
+limit, and lets young collections wait for many allocations while it runs."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
-from federation.apimachinery import collect_and_freeze
+import pytest
+
+from federation.apimachinery import YOUNG_THRESHOLD, collect_and_freeze, paced_collector
 
 
 def test_the_collector_freezes_only_past_its_limit() -> None:
@@ -14,3 +18,12 @@ def test_the_collector_freezes_only_past_its_limit() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.anyio
+async def test_pacing_lets_young_collections_wait_and_puts_the_threshold_back() -> None:
+    before = gc.get_threshold()
+    async with paced_collector():
+        await asyncio.sleep(0)
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+    assert gc.get_threshold() == before
