@@ -112,6 +112,12 @@ def _stop_with_parent() -> threading.Event:
         wait([parent.sentinel])  # readable once the parent has exited
         orphaned.set()
         log.warning("the API server's parent process ended; stopping this worker (pid %d)", os.getpid())
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            # Not serving yet (still starting) or no longer: SIGTERM would end the process on the
+            # spot, its metric files left behind. Leave as an orphan must, from here.
+            metrics.leave_orphaned()
+            logging.shutdown()
+            os._exit(0)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()

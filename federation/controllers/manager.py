@@ -371,7 +371,7 @@ class ControllerManager:
         self.propagator.enqueue(cluster, key)
 
     def _planned(self, key: FedKey) -> None:
-        self.status_queue.add_after(key, REPORT_BATCH)  # with the members' first reports, if they come
+        self.status_queue.add(key)
         if key[0] == SERVICES.plural:
             self.traffic_queue.add(key)
 
