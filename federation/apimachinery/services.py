@@ -13,8 +13,9 @@ the allocation from that cluster's ranges through :meth:`ServiceStrategy.allocat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from federation.apimachinery.errors import Cause
 from federation.apimachinery.objects import dig, meta
@@ -27,6 +28,57 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 def service_ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
     ports = spec.get("ports")
     return [p for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
+
+
+_REASON: Final = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+CONDITION_STATUSES: Final = ("True", "False", "Unknown")
+
+
+def condition_causes(conditions: Any, *, where: str = "status.conditions") -> list[Cause]:
+    """What Kubernetes refuses in ``metav1.Condition``s (ValidateConditions): each needs a type
+    (once), a status of True, False or Unknown, a lastTransitionTime and a CamelCase reason; a
+    message of at most 32768 characters, an observedGeneration not below 0."""
+    if not isinstance(conditions, list):
+        return []
+    causes: list[Cause] = []
+    seen: set[str] = set()
+    for i, cond in enumerate(conditions):
+        at = f"{where}[{i}]"
+        if not isinstance(cond, dict):
+            continue
+        kind = cond.get("type")
+        if not kind:
+            causes.append(Cause(f"{at}.type", "Required value", "FieldValueRequired"))
+        elif kind in seen:
+            causes.append(Cause(f"{at}.type", f'Duplicate value: "{kind}"', "FieldValueDuplicate"))
+        else:
+            seen.add(str(kind))
+        if cond.get("status") not in CONDITION_STATUSES:
+            supported = ", ".join(f'"{v}"' for v in CONDITION_STATUSES)
+            causes.append(
+                Cause(
+                    f"{at}.status",
+                    f'Unsupported value: "{cond.get("status")}": supported values: {supported}',
+                    "FieldValueNotSupported",
+                )
+            )
+        if not cond.get("lastTransitionTime"):
+            causes.append(Cause(f"{at}.lastTransitionTime", "Required value", "FieldValueRequired"))
+        reason = cond.get("reason")
+        if not reason:
+            causes.append(Cause(f"{at}.reason", "Required value", "FieldValueRequired"))
+        elif not isinstance(reason, str) or len(reason) > 1024 or not _REASON.match(reason):
+            causes.append(Cause(f"{at}.reason", f'Invalid value: "{reason}": a CamelCase reason'))
+        if isinstance(cond.get("message"), str) and len(cond["message"]) > 32768:
+            causes.append(
+                Cause(f"{at}.message", "Too long: may not be more than 32768 bytes", "FieldValueTooLong")
+            )
+        generation = cond.get("observedGeneration")
+        if isinstance(generation, int) and generation < 0:
+            causes.append(
+                Cause(f"{at}.observedGeneration", "Invalid value: must be greater than or equal to 0")
+            )
+    return causes
 
 
 class ServiceStrategy(Strategy):
@@ -82,6 +134,9 @@ class ServiceStrategy(Strategy):
         self.allocate(spec, old_spec, str(meta(old).get("name", "")))
 
     def validate(self, obj: Obj) -> list[Cause]:
+        return self._validate_spec(obj) + condition_causes((obj.get("status") or {}).get("conditions"))
+
+    def _validate_spec(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}
         causes: list[Cause] = []
         kind = spec.get("type")
