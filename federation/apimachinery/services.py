@@ -30,6 +30,12 @@ def service_ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
 
 
+def _unsupported(field: str, value: Any, supported: tuple[str, ...]) -> Cause:
+    """Kubernetes' refusal of a value outside a fixed set."""
+    listed = ", ".join(f'"{v}"' for v in supported)
+    return Cause(field, f'Unsupported value: "{value}": supported values: {listed}', "FieldValueNotSupported")
+
+
 _REASON: Final = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
 CONDITION_STATUSES: Final = ("True", "False", "Unknown")
 
@@ -54,14 +60,7 @@ def condition_causes(conditions: Any, *, where: str = "status.conditions") -> li
         else:
             seen.add(str(kind))
         if cond.get("status") not in CONDITION_STATUSES:
-            supported = ", ".join(f'"{v}"' for v in CONDITION_STATUSES)
-            causes.append(
-                Cause(
-                    f"{at}.status",
-                    f'Unsupported value: "{cond.get("status")}": supported values: {supported}',
-                    "FieldValueNotSupported",
-                )
-            )
+            causes.append(_unsupported(f"{at}.status", cond.get("status"), CONDITION_STATUSES))
         if not cond.get("lastTransitionTime"):
             causes.append(Cause(f"{at}.lastTransitionTime", "Required value", "FieldValueRequired"))
         reason = cond.get("reason")
@@ -141,14 +140,7 @@ class ServiceStrategy(Strategy):
         causes: list[Cause] = []
         kind = spec.get("type")
         if kind not in SERVICE_TYPES:
-            supported = ", ".join(f'"{t}"' for t in SERVICE_TYPES)
-            causes.append(
-                Cause(
-                    "spec.type",
-                    f'Unsupported value: "{kind}": supported values: {supported}',
-                    "FieldValueNotSupported",
-                )
-            )
+            causes.append(_unsupported("spec.type", kind, SERVICE_TYPES))
             return causes
         if kind == "ExternalName":
             if not spec.get("externalName"):
@@ -171,14 +163,7 @@ class ServiceStrategy(Strategy):
                     Cause(f"{where}.port", f"Invalid value: {number}: must be between 1 and 65535, inclusive")
                 )
             if port.get("protocol") not in PROTOCOLS:
-                supported = ", ".join(f'"{p}"' for p in PROTOCOLS)
-                causes.append(
-                    Cause(
-                        f"{where}.protocol",
-                        f'Unsupported value: "{port.get("protocol")}": supported values: {supported}',
-                        "FieldValueNotSupported",
-                    )
-                )
+                causes.append(_unsupported(f"{where}.protocol", port.get("protocol"), PROTOCOLS))
             name = port.get("name")
             if len(ports) > 1 and not name:
                 causes.append(Cause(f"{where}.name", "Required value", "FieldValueRequired"))
