@@ -197,9 +197,10 @@ class TrafficSettings(BaseSettings):
 
     The defaults are the measured ones: a 400 ms response-header timeout and a 200 ms dial timeout fail
     a black-holed or refused region fast, one failure takes it out of rotation for ``fail_duration``
-    (passive health), and retries within ``try_duration`` send the request to another region, so a
-    client sees ~0.5 s at worst instead of its own timeout. An upstream slower than the
-    response-header timeout counts as failed: raise it for slow applications.
+    (passive health), and up to ``retries`` retries send the request to another region at once, so
+    a client sees ~0.5 s instead of its own timeout (``retries + 1`` tries at the very worst). An
+    upstream slower than the response-header timeout counts as failed: raise it for slow
+    applications.
 
     The global addresses listen on loopback unless ``traffic_allow_external`` says the operator means
     to serve other hosts (``0.0.0.0`` or a LAN address): the load balancer forwards to every
@@ -218,12 +219,11 @@ class TrafficSettings(BaseSettings):
     caddy_admin_port: int = 0
     """Caddy's admin API ports on 127.0.0.1: N for the front process, N+1 for the balancing one
     (0: free ports)."""
-    traffic_try_duration: float = 1.0
-    """Seconds a request may keep trying other regions after a failure."""
-    traffic_try_interval: float = 0.05
-    """Seconds between two tries (also the pause when every region is marked down)."""
     traffic_retries: int = 3
-    """At most this many retries per request (whichever of this and try_duration ends first)."""
+    """At most this many retries per request, each at once on the next region the balancer picks.
+    There is no pause between tries and no ``try_duration``: Caddy's pause ends when its
+    configuration is reloaded, which every weight change does, and a request failing at that moment
+    got the error instead of its retry (:mod:`federation.traffic.caddyconfig`)."""
     traffic_dial_timeout: float = 0.2
     traffic_response_header_timeout: float = 0.4
     traffic_fail_duration: float = 2.0
@@ -250,7 +250,6 @@ class TrafficSettings(BaseSettings):
         return value
 
     @field_validator(
-        "traffic_try_duration",
         "traffic_dial_timeout",
         "traffic_response_header_timeout",
         "traffic_fail_duration",
@@ -259,13 +258,6 @@ class TrafficSettings(BaseSettings):
     def _traffic_seconds(cls, value: float) -> float:
         if not 0.01 <= value <= 600:
             raise ValueError("must be between 0.01 and 600 seconds")
-        return value
-
-    @field_validator("traffic_try_interval")
-    @classmethod
-    def _traffic_interval(cls, value: float) -> float:
-        if not 0.001 <= value <= 60:
-            raise ValueError("FEDERATION_TRAFFIC_TRY_INTERVAL must be between 0.001 and 60 seconds")
         return value
 
     @field_validator("traffic_retries", "traffic_max_fails")

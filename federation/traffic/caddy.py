@@ -8,7 +8,7 @@ Guarantees, with the measurements behind them in :mod:`federation.traffic.caddyc
   route, one ``POST /load`` for several), so clients' keep-alive connections to the listen ports stay
   open and no request fails;
 * a change that takes an upstream out (weight 0, or gone) is applied once no request has been in
-  flight to it, nor failed on it, for one ``try_interval`` (at most :func:`drain_limit` seconds; see
+  flight to it, nor failed on it, for :data:`DRAIN_QUIET` (at most :func:`drain_limit` seconds; see
   :meth:`CaddyProvider._drain` for why);
 * adding or removing a route also reloads the edge (``POST /load``), which closes the idle keep-alive
   connections of the other routes too: clients reconnect (Caddy answers requests in flight first);
@@ -36,15 +36,17 @@ log = logging.getLogger(__name__)
 
 DRAIN_POLL = 0.02
 """Seconds between two looks at the balancer's upstreams while a leaving upstream drains."""
+DRAIN_QUIET = 0.05
+"""Seconds a leaving upstream must show no request in flight and no new failure before it goes."""
 
 
 def drain_limit(settings: TrafficSettings) -> float:
     """The longest a change waits for a leaving upstream: one whole try on it (dial, then the
-    response-header timeout), the pause before the retry, and a poll's margin."""
+    response-header timeout), the quiet spell, and a poll's margin."""
     return (
         settings.traffic_dial_timeout
         + settings.traffic_response_header_timeout
-        + 2 * settings.traffic_try_interval
+        + DRAIN_QUIET
         + 5 * DRAIN_POLL
     )
 
@@ -139,23 +141,24 @@ class CaddyProvider:
 
     async def _drain(self, balancer: CaddyProcess, leaving: set[str]) -> None:
         """Wait until no request is in flight to the ``leaving`` upstreams, nor has failed on them,
-        for one ``try_interval`` plus a poll (at most :func:`drain_limit` seconds).
+        for :data:`DRAIN_QUIET` (at most :func:`drain_limit` seconds).
 
         Why: every admin API change reloads the whole balancing process, and on a reload Caddy
-        (2.11) cancels the old configuration's context at once; it waits for the old servers' grace
-        period only when it exits. A request still on the old configuration whose try fails after
-        that is not retried (the reverse proxy's pause before a retry ends on that context), and its
-        client gets the error: a ``504`` when the try waited on a black-holed region. Measured with
-        ``tests.bench.traffic``: 10 and 16 of 1,600 requests failed so, each answered exactly one
-        response-header timeout after it was sent, all on the reload that took the black-holed
-        region out. A region leaves because it stopped answering, so the requests at risk are the
-        ones on it: once none is in flight there and none has just failed there (and is pausing
-        before its retry), the reload cuts no retry. A region that still answers drains as fast as
-        it answers; the wait is bounded either way, and the change is applied after it."""
+        (2.11) cancels the old configuration's context at once (it waits for the old servers' grace
+        period only when it exits), which forgets the passive failure marks that configuration had
+        made. A request still on the old configuration whose try on the leaving region fails after
+        that is retried at once (no pause: :mod:`federation.traffic.caddyconfig`), but its retry may
+        pick that region again, unmarked: for a black hole, one more response-header timeout. With
+        a pause between tries it was worse, the client got the error: 10 and 16 of 1,600 requests
+        in ``tests.bench.traffic``, each a ``504`` one response-header timeout after it was sent,
+        all on the reload that took the black-holed region out. A region leaves because it stopped
+        answering, so the requests at risk are the ones on it; once none is in flight there and
+        none has just failed there, the reload costs none of them anything. A region that still
+        answers drains as fast as it answers; the wait is bounded either way, and the change is
+        applied after it."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + drain_limit(self._settings)
-        quiet_for = self._settings.traffic_try_interval + DRAIN_POLL
         quiet_since: float | None = None
         fails_before: dict[str, int] = {}
         while (now := loop.time()) < deadline:
@@ -176,7 +179,7 @@ class CaddyProvider:
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = now
-            elif now - quiet_since >= quiet_for:
+            elif now - quiet_since >= DRAIN_QUIET:
                 return
             await asyncio.sleep(DRAIN_POLL)
         log.info(

@@ -16,6 +16,17 @@ connection`` right after each of 9 weight PATCHes out of 9). So:
   clients keep their connections (measured: 28 weight changes under a keep-alive client, 0
   reconnects, 0 failed requests).
 
+The balancer retries a failed try at once, on the next region its policy picks, at most
+``traffic_retries`` times, with no ``try_duration`` and no ``try_interval``: Caddy (2.11) waits out the
+pause between tries on the configuration's context, which a reload cancels, and every weight change
+is a reload. A request whose try failed just before one got its error (``502`` for a refused region,
+``504`` for a black hole) instead of its retry; measured by
+``test_weight_changes_while_a_region_refuses_fail_no_request``: 4-5 ``502``s of ~800 requests with a
+50 ms pause, none without. Caddy skips the pause only when ``try_interval`` is 0, and it makes that
+250 ms whenever ``try_duration`` is set, so the bound on a request is the count of tries: each ends
+within the dial or the response-header timeout, and one failure takes a region out of rotation
+(``max_fails`` 1), so a retry goes to another region.
+
 Caddy's ``weighted_round_robin`` refuses a total weight of 0 and has treated a weight of 0
 differently across versions, so zero-weight upstreams are left out of the list; a route with no
 upstream above 0 answers 503 from the balancer (``Retry-After: 1``) until a region comes back.
@@ -35,8 +46,8 @@ from federation.traffic.routing import Route, join_host_port, route_id
 LOOPBACK = "127.0.0.1"
 GRACE_PERIOD = "5s"
 """How long the old servers may finish requests in flight after a reload or a stop. On a reload Caddy
-does not wait for them, and cancels the old configuration's context at once, which ends their
-retries: see ``CaddyProvider._drain``."""
+does not wait for them, and cancels the old configuration's context at once, which forgets its
+passive failure marks: see ``CaddyProvider._drain``."""
 EDGE_TRY_DURATION = 2.0
 """Seconds the edge keeps re-dialling its balancer server: covers a balancer restart (~0.5 s)."""
 NO_REGION_BODY = "no region serves this Service now\n"
@@ -47,6 +58,14 @@ JSON = dict[str, Any]
 def duration(seconds: float) -> str:
     """Caddy's duration string, in whole milliseconds (``0.4`` is ``"400ms"``)."""
     return f"{max(round(seconds * 1000), 1)}ms"
+
+
+def balancer_longest_request(settings: TrafficSettings) -> float:
+    """The longest the balancer can hold a request: every try (the first and each retry) waiting
+    out the dial timeout, then the response-header timeout."""
+    return (settings.traffic_retries + 1) * (
+        settings.traffic_dial_timeout + settings.traffic_response_header_timeout
+    )
 
 
 def admin_block(port: int) -> JSON:
@@ -93,8 +112,6 @@ def balancer_handler(route: Route, settings: TrafficSettings) -> JSON:
         "load_balancing": {
             "selection_policy": {"policy": "weighted_round_robin", "weights": [u.weight for u in serving]},
             "retries": settings.traffic_retries,
-            "try_duration": duration(settings.traffic_try_duration),
-            "try_interval": duration(settings.traffic_try_interval),
         },
         "health_checks": {
             "passive": {
@@ -113,8 +130,8 @@ def balancer_handler(route: Route, settings: TrafficSettings) -> JSON:
 
 def edge_handler(inner_port: int, settings: TrafficSettings) -> JSON:
     """The edge's proxy to one balancer server: retried while the balancer restarts, and given
-    longer than the balancer's own worst case (every try, then one last response-header wait)."""
-    balancer_worst = settings.traffic_try_duration + settings.traffic_response_header_timeout
+    longer than the balancer's own worst case (every try waiting out both timeouts)."""
+    balancer_worst = balancer_longest_request(settings)
     return {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": join_host_port(LOOPBACK, inner_port)}],

@@ -172,8 +172,6 @@ podAntiAffinity:
 {{- end }}
 - name: FEDERATION_TRAFFIC_PORTS
   value: {{ $t.ports | quote }}
-- name: FEDERATION_TRAFFIC_TRY_DURATION
-  value: {{ $t.tryDuration | quote }}
 - name: FEDERATION_TRAFFIC_RETRIES
   value: {{ $t.retries | quote }}
 - name: FEDERATION_TRAFFIC_DIAL_TIMEOUT
