@@ -37,7 +37,7 @@ from federation.cli.client import (
 )
 from federation.cli.manifests import read_manifests
 from federation.cli.registering import is_cordoned, is_ready, table
-from federation.scheduling import ClusterState, PlacementError, Plan, plan
+from federation.scheduling import ClusterState, PlacementError, Plan, object_key, plan
 
 PLANNED_KINDS = ("Namespace", "Secret", "Service", "ReplicaSet")
 """The kinds the federation propagates (and so places)."""
@@ -120,7 +120,10 @@ def plan_object(
     annotations = {str(k): str(v) for k, v in (m.get("annotations") or {}).items()}
     current = placed_replicas(placement)
     try:
-        now = plan(annotations=annotations, clusters=cluster_states(clusters), total=total, current=current)
+        key = object_key(namespace, name)
+        now = plan(
+            annotations=annotations, clusters=cluster_states(clusters), total=total, current=current, key=key
+        )
         after = None
         if fail:
             running = {c: n for c, n in now.replicas.items() if n} if total is not None else {}
@@ -129,6 +132,7 @@ def plan_object(
                 clusters=cluster_states(clusters, failed=fail),
                 total=total,
                 current=running,
+                key=key,
             )
     except PlacementError as err:
         return replace(base, error=str(err))

@@ -62,7 +62,7 @@ from federation.apis import (
 from federation.controllers.desired import digest
 from federation.controllers.fleet import PROPAGATED_KINDS, Fleet, Seat
 from federation.controllers.writing import update_object
-from federation.scheduling import ClusterState, PlacementError, plan
+from federation.scheduling import ClusterState, PlacementError, object_key, plan
 from federation.settings import ControllerSettings
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ class Placer:
                 total=total,
                 current=current,
                 capacity=capacity,
+                key=object_key(namespace, name),
             )
         except PlacementError as err:
             await self._write_placement(key, rt, obj, None, {}, error=str(err))

@@ -19,7 +19,7 @@ from federation.apimachinery import lazy_exports
 if TYPE_CHECKING:
     from federation.scheduling.division import Division, Target, divide
     from federation.scheduling.errors import PlacementError
-    from federation.scheduling.planning import ClusterState, Plan, plan
+    from federation.scheduling.planning import ClusterState, Plan, object_key, plan, tie_order
     from federation.scheduling.preferences import (
         DEFAULT_PREFERENCES,
         ClusterPreference,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "division": ("Division", "Target", "divide"),
     "errors": ("PlacementError",),
-    "planning": ("ClusterState", "Plan", "plan"),
+    "planning": ("ClusterState", "Plan", "object_key", "plan", "tie_order"),
     "preferences": ("DEFAULT_PREFERENCES", "ClusterPreference", "Preferences", "parse_preferences"),
     "selection": ("Requirement", "parse_cluster_selector", "selector_matches"),
     "weights": ("Region", "Weights", "traffic_weights"),
@@ -52,10 +52,12 @@ __all__ = [
     "Target",
     "Weights",
     "divide",
+    "object_key",
     "parse_cluster_selector",
     "parse_preferences",
     "plan",
     "selector_matches",
+    "tie_order",
     "traffic_weights",
 ]
 

@@ -7,8 +7,9 @@ a cluster's room, counting what each cluster already holds.
 
 Definition (the sequential highest-averages method, which this module computes exactly): a cluster
 of weight ``w`` that holds ``h`` seats bids ``w / (2h + 1)`` for its next seat; the ``amount`` best
-bids win, a higher bid first, equal bids to the cluster whose name sorts first; a cluster stops
-bidding when its room is used up. Consequences callers rely on:
+bids win, a higher bid first, equal bids to the cluster that comes first in the tie order (``order``;
+by default the names in sorted order); a cluster stops bidding when its room is used up.
+Consequences callers rely on:
 
 * The result sums to ``amount`` (the caller guarantees there is room) and each cluster stays
   within its room. Clusters of weight 0 get nothing.
@@ -17,7 +18,7 @@ bidding when its room is used up. Consequences callers rely on:
 * House monotone: one more replica to hand out never takes a seat from anyone, so results for
   ``n`` and ``n + k`` differ only by ``k`` added seats; starting from the result for ``n`` (as
   ``held``) and handing out ``k`` more gives the result for ``n + k``.
-* Deterministic and independent of the order of the mappings (ties by name, exact fractions).
+* Deterministic and independent of the order of the mappings (ties by ``order``, exact fractions).
 
 Cost: O(c^2) for c clusters, independent of ``amount`` (2^31-1 replicas cost what 10 do): a
 continuous fill gives each cluster within one seat of its result, and a few exchanges of single
@@ -27,16 +28,17 @@ arithmetic instead, O(amount * c): the same result, several times faster than th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from math import floor
 
-Rank = tuple[Fraction, str]
+Rank = tuple[Fraction, int]
 
 
-def _rank(weight: int, held: int, name: str) -> Rank:
-    """The order of the bid for seat ``held + 1``: smaller ranks win (higher bid, then name)."""
-    return (-Fraction(weight, 2 * held + 1), name)
+def _rank(weight: int, held: int, place: int) -> Rank:
+    """The order of the bid for seat ``held + 1``: smaller ranks win (higher bid, then the earlier
+    place in the tie order)."""
+    return (-Fraction(weight, 2 * held + 1), place)
 
 
 SEQUENTIAL_MAX = 64
@@ -47,8 +49,8 @@ cheaper than the exact fill in fractions below for the small amounts most calls 
 def _sequential(
     amount: int, weights: Mapping[str, int], held: Mapping[str, int], cap: Mapping[str, int | None]
 ) -> dict[str, int]:
-    """Seats added per bidder, one at a time to the best bid (``weights`` in name order, so the
-    first of equal bids is the name that sorts first). Bids compare exactly: ``w1 / (2h1 + 1) >
+    """Seats added per bidder, one at a time to the best bid (``weights`` in the tie order, so the
+    first of equal bids is the one that comes first). Bids compare exactly: ``w1 / (2h1 + 1) >
     w2 / (2h2 + 1)`` as ``w1 * (2h2 + 1) > w2 * (2h1 + 1)``."""
     added = dict.fromkeys(weights, 0)
     for _ in range(amount):
@@ -107,12 +109,18 @@ def apportion(
     *,
     held: Mapping[str, int],
     room: Mapping[str, int | None],
+    order: Sequence[str] | None = None,
 ) -> dict[str, int]:
-    """Seats added per cluster (every key of ``weights``; 0 allowed): ``amount`` in all, each within
-    ``room[name]`` (None: unbounded), by the bids defined in the module docstring, which count
-    ``held[name]`` seats as already won. Raises ValueError when the room does not suffice."""
+    """Seats added per cluster (every key of ``weights``, in name order; 0 allowed): ``amount`` in
+    all, each within ``room[name]`` (None: unbounded), by the bids defined in the module docstring,
+    which count ``held[name]`` seats as already won; equal bids go first to the name that comes
+    first in ``order`` (it must list every key of ``weights``; None: name order). Raises ValueError
+    when the room does not suffice."""
     added = dict.fromkeys(sorted(weights), 0)
-    bidders = {name: weights[name] for name in added if weights[name] > 0 and room.get(name, None) != 0}
+    ranked = added if order is None else order
+    if order is not None and sorted(order) != list(added):
+        raise ValueError(f"the tie order {list(order)} does not list exactly {list(added)}")
+    bidders = {name: weights[name] for name in ranked if weights[name] > 0 and room.get(name, None) != 0}
     if amount < 0:
         raise ValueError(f"cannot hand out a negative number of replicas: {amount}")
     limits = [room.get(name) for name in bidders]
@@ -133,8 +141,10 @@ def apportion(
 def _by_fill(
     amount: int, bidders: Mapping[str, int], start: Mapping[str, int], cap: Mapping[str, int | None]
 ) -> dict[str, int]:
-    """Seats added per bidder: the continuous fill, then single seats and exchanges."""
+    """Seats added per bidder (``bidders`` in the tie order): the continuous fill, then single seats
+    and exchanges."""
     added = dict.fromkeys(bidders, 0)
+    place = {name: i for i, name in enumerate(bidders)}
     for name, level in _levels(amount, bidders, start, cap).items():
         added[name] = floor(level) - start[name]
 
@@ -143,10 +153,10 @@ def _by_fill(
         return top is None or start[name] + added[name] < top
 
     def next_bid(name: str) -> Rank:
-        return _rank(bidders[name], start[name] + added[name], name)
+        return _rank(bidders[name], start[name] + added[name], place[name])
 
     def last_bid(name: str) -> Rank:
-        return _rank(bidders[name], start[name] + added[name] - 1, name)
+        return _rank(bidders[name], start[name] + added[name] - 1, place[name])
 
     for _ in range(amount - sum(added.values())):  # fewer than one per cluster after the fill
         best = min((name for name in bidders if has_room(name)), key=next_bid)

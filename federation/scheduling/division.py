@@ -14,8 +14,9 @@ as :attr:`Division.unschedulable`, never dropped silently.
 Ideal division (``rebalance=True``; it does not depend on ``current``). Minimums first: every
 cluster gets ``lower``; the rest is divided by weight with the Sainte-Laguë (Webster) method, never
 past a cluster's ``upper``, what a capped cluster cannot take spilling to the others in proportion
-to their weights, equal claims settled by cluster name (see ``apportionment``). When the total does
-not even cover the minimums, the minimums themselves are divided: each cluster's bounds become
+to their weights, equal claims settled in the tie order: cluster name by default, the object's own
+order of the clusters when the planner passes one (see ``planning`` and ``apportionment``). When the
+total does not even cover the minimums, the minimums themselves are divided: each cluster's bounds become
 ``[0, lower]`` and its weight its ``lower``.
 
 Least movement (``rebalance=False``). Replicas running in a target stay there unless bounds force
@@ -27,7 +28,7 @@ the minimums cannot be met: ``base = min(current, lower)``):
   to the clusters furthest below their weighted share, within their room.
 * ``placed < sum(base)``: no cluster gets more than ``base`` (it only scales down, nothing moves);
   the replicas to remove are taken from the clusters in proportion to how far each is above its
-  ideal share (Sainte-Laguë again, ties by name), and no cluster falls below its ideal share, hence
+  ideal share (Sainte-Laguë again, ties in the tie order), and no cluster falls below its ideal share, hence
   never below ``lower``.
 
 Consequences, each a property test in ``tests/unit/test_scheduling_properties.py``: the replicas
@@ -104,6 +105,7 @@ def _share(
     weights: Mapping[str, int],
     current: Mapping[str, int],
     rebalance: bool,
+    order: Sequence[str] | None,
 ) -> dict[str, int]:
     """The division of ``placed`` (``sum(lower) <= placed <= sum(upper)``) as the module docstring says."""
     names = sorted(lower)
@@ -112,6 +114,7 @@ def _share(
         weights,
         held={},
         room={name: _room(upper[name], lower[name]) for name in names},
+        order=order,
     )
     ideal = {name: lower[name] + above[name] for name in names}
     if rebalance:
@@ -127,16 +130,20 @@ def _share(
             weights,
             held={name: base[name] - lower[name] for name in names},
             room={name: _room(upper[name], base[name]) for name in names},
+            order=order,
         )
         return {name: base[name] + extra[name] for name in names}
     excess = {name: max(0, base[name] - ideal[name]) for name in names}
-    cut = apportion(sum(base.values()) - placed, excess, held={}, room=dict(excess))
+    cut = apportion(sum(base.values()) - placed, excess, held={}, room=dict(excess), order=order)
     return {name: base[name] - cut[name] for name in names}
 
 
-def divide(total: int, targets: Sequence[Target], *, rebalance: bool) -> Division:
-    """Divide ``total`` replicas among ``targets``; raises ValueError on a negative total or a
-    cluster named twice."""
+def divide(
+    total: int, targets: Sequence[Target], *, rebalance: bool, order: Sequence[str] | None = None
+) -> Division:
+    """Divide ``total`` replicas among ``targets``; equal claims are settled in ``order`` (every
+    target's name once; None: name order). Raises ValueError on a negative total, a cluster named
+    twice or an order that does not list exactly the targets."""
     if total < 0:
         raise ValueError(f"cannot divide a negative number of replicas: {total}")
     by_name: dict[str, Target] = {}
@@ -153,7 +160,13 @@ def divide(total: int, targets: Sequence[Target], *, rebalance: bool) -> Divisio
     if placed >= sum(lower.values()):
         weights = {name: by_name[name].weight for name in names}
         replicas = _share(
-            placed, lower=lower, upper=upper, weights=weights, current=current, rebalance=rebalance
+            placed,
+            lower=lower,
+            upper=upper,
+            weights=weights,
+            current=current,
+            rebalance=rebalance,
+            order=order,
         )
     else:  # the minimums cannot all be met: divide the minimums themselves
         replicas = _share(
@@ -163,5 +176,6 @@ def divide(total: int, targets: Sequence[Target], *, rebalance: bool) -> Divisio
             weights=lower,
             current=current,
             rebalance=rebalance,
+            order=order,
         )
     return Division(MappingProxyType({name: replicas[name] for name in names}), total - placed)

@@ -27,7 +27,8 @@ more against the members' lists at the end of a phase.
   cluster holding the most replicas is made ``down`` (connection refused): seconds from the fault
   to its Ready condition False (the controllers' view), to every plan without it, to every member
   holding its new count, and to every replica ready; healed and converged again; then the same
-  with ``blackhole`` (no answer).
+  with ``blackhole`` (no answer). ``--failover-replicas N``: N replicas each instead (10: one in
+  every cluster, so the failed cluster holds 1,000).
 * ``idle``: the Secrets and ReplicaSets of the two above, converged; then ``--seconds`` of nothing:
   member writes (``federation_propagation_total`` created/updated/deleted, and each member's
   resourceVersion, which every write in the member advances, the simulator's own included), and the
@@ -903,12 +904,14 @@ def small(i: int) -> int:
 
 
 async def failover(bench: Rig) -> dict[str, Any]:
-    count = bench.args.objects
-    say(f"\n== failover: {count} ReplicaSets of 1-3 replicas over {len(bench.names)} clusters")
+    count, each = bench.args.objects, bench.args.failover_replicas
+    sizes = small if not each else lambda i: each
+    described = "1-3 replicas" if not each else f"{each} replicas"
+    say(f"\n== failover: {count} ReplicaSets of {described} over {len(bench.names)} clusters")
     say(f"load average before: {loadavg()}")
     bench.meter.begin()
     with bench.profiled("converge"):
-        made = await federate_replicasets(bench, "failover", count, small)
+        made = await federate_replicasets(bench, "failover", count, sizes)
     usage = bench.meter.end()
     wanted, totals = made.pop("wanted"), made.pop("totals")
     spread = replicas_by_cluster(bench.manager, wanted)
@@ -1078,9 +1081,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         per_cluster = args.objects * -(-args.replicas // args.clusters)
         nodes, pods = 2, per_cluster // 2 + 10
     else:
-        # Ties go to the first cluster by name: a 1-replica ReplicaSet lands in one cluster, so
-        # one cluster may hold one replica of every ReplicaSet, and after a failover the next one.
-        nodes, pods = 10, args.objects // 10 + 20
+        # Room for the spread with a margin, and for a failed cluster's share on top of it: with
+        # --failover-replicas 10, one replica of every ReplicaSet per cluster, 1/9 more after.
+        each = args.failover_replicas
+        nodes, pods = 10, max(args.objects // 10, args.objects * each // 100 + args.objects // 50) + 20
     async with rig(args, nodes=nodes, pods_per_node=pods) as bench:
         result = await phase(bench)
         result["leader_terms"] = len(bench.managers)
@@ -1098,6 +1102,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--objects", type=int, default=None, help="1000 (scale: 100)")
     parser.add_argument("--replicas", type=int, default=100, help="scale: replicas of each ReplicaSet")
     parser.add_argument("--seconds", type=float, default=60.0, help="idle: seconds measured")
+    parser.add_argument(
+        "--failover-replicas",
+        type=int,
+        default=0,
+        help="failover: replicas of every ReplicaSet (default: 1-3, i %% 3 + 1)",
+    )
     parser.add_argument("--fail", default=None, help="failover: the cluster to fail (default: the fullest)")
     parser.add_argument(
         "--no-kubectl", dest="kubectl", action="store_false", help="propagation: skip kubectl"
