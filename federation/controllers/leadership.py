@@ -5,7 +5,8 @@ Every controller process (``federation-controller`` replicas, ``fedctl up``) run
 (:class:`~federation.store.LeaseStore`). A standby reads when the lease expires, by the database's
 clock, and tries to take it at that moment, so a leader killed with SIGKILL is replaced within
 ``FEDERATION_LEASE_DURATION`` of its last renewal. The leader renews every third of the lease
-duration and runs the controllers (``lead``) only while it holds the lease:
+duration, from a thread of its own (:class:`~federation.store.LeaseRenewer`, so a busy event loop
+never makes a renewal late), and runs the controllers (``lead``) only while it holds the lease:
 
 * its writes to the federation go through a **fenced** storage
   (:meth:`~federation.store.PostgresStorage.fenced`): each write transaction checks in Postgres that
@@ -122,46 +123,55 @@ class Leadership:
         metrics.CONTROLLER_LEADER.set(1)
         metrics.LEADER_TRANSITIONS_TOTAL.inc()
         log.info("%s leads the controllers (lease %s, %d s)", self.holder, self.name, self.duration)
+        loop = asyncio.get_running_loop()
+        lost = asyncio.Event()
+        why: list[str] = []
+
+        def renewed(until: float) -> None:  # on the renewing thread: one float, written whole
+            self._valid_until = until
+
+        def gone(reason: str) -> None:  # on the renewing thread
+            why.append(reason)
+            loop.call_soon_threadsafe(lost.set)
+
+        renewer = self.leases.renewer(
+            self.name,
+            self.holder,
+            duration=self.duration,
+            valid_until=self._valid_until,
+            on_renewed=renewed,
+            on_lost=gone,
+        )
+        renewer.start()
         fenced = self.storage.fenced(Fence(self.name, self.holder))
-        await self._record(fenced, f"{self.holder} became the leader")
-        work: asyncio.Task[None] = asyncio.create_task(lead(fenced, self.holds), name="controllers (leader)")
+        work: asyncio.Task[None] | None = None
+        losing = asyncio.create_task(lost.wait(), name="lease lost")
         try:
+            await self._record(fenced, f"{self.holder} became the leader")
+            work = asyncio.create_task(lead(fenced, self.holds), name="controllers (leader)")
             while not work.done():
-                await asyncio.wait({work}, timeout=self.duration / 3)
+                await asyncio.wait(
+                    {work, losing}, timeout=self.duration / 3, return_when=asyncio.FIRST_COMPLETED
+                )
                 if work.done():
                     break
-                if not await self._renew():
-                    log.warning("%s lost the lease %s: the controllers stop", self.holder, self.name)
+                if lost.is_set() or time.monotonic() >= self._valid_until:
+                    reason = why[0] if why else "no renewal succeeded before the lease lapsed"
+                    log.warning(
+                        "%s lost the lease %s (%s): the controllers stop", self.holder, self.name, reason
+                    )
                     break
             if work.done():
                 work.result()  # the controllers ended on their own: their error, if any
         finally:
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
+            losing.cancel()
+            await asyncio.to_thread(renewer.stop)
+            if work is not None:
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
             self._step_down()
             await fenced.close()
-
-    async def _renew(self) -> bool:
-        """Renew; False once the lease is lost or could not be confirmed before it would expire."""
-        while True:
-            started = time.monotonic()
-            left = self._valid_until - started
-            if left <= 0:
-                return False
-            try:
-                renewed = await asyncio.wait_for(
-                    self.leases.renew(self.name, self.holder, duration=self.duration), left
-                )
-            except (ApiError, TimeoutError) as err:
-                log.warning(
-                    "renewing the lease failed (%s); %.1f s left", err, self._valid_until - time.monotonic()
-                )
-                await asyncio.sleep(min(0.5, max(self._valid_until - time.monotonic(), 0)))
-                continue
-            if renewed:
-                self._valid_until = started + self.duration
-            return renewed
 
     def _step_down(self) -> None:
         if self.leading:

@@ -13,7 +13,7 @@ from federation.apimachinery import ROLES, Role
 from federation.store import migrate
 from federation.store.embedded import EmbeddedPostgres, client_bin_dir
 from federation.store.engine import database_url, make_engine
-from federation.store.leases import Fence, Fenced, LeaseState, LeaseStore
+from federation.store.leases import Fence, Fenced, LeaseRenewer, LeaseState, LeaseStore
 from federation.store.postgres import PostgresStorage
 from federation.store.sealing import (
     Sealer,
@@ -30,6 +30,7 @@ __all__ = [
     "EmbeddedPostgres",
     "Fence",
     "Fenced",
+    "LeaseRenewer",
     "LeaseState",
     "LeaseStore",
     "PostgresStorage",
