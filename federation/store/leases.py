@@ -11,10 +11,13 @@ matter. What :class:`LeaseStore` guarantees:
   was paused past its lease gets False and must stop.
 * **Fencing.** A leader's writes to the objects go through a storage made with
   :meth:`~federation.store.postgres.PostgresStorage.fenced`: each write transaction first calls
-  ``federation_fence(lease, holder)`` (migration 0002), which holds the lease row ``FOR SHARE`` and
-  raises unless the holder holds it now. A takeover updates that row, so it waits for the old
-  leader's write transactions in flight; each of them either commits before the takeover or fails
-  with :class:`Fenced`. A leader paused (SIGSTOP) past its lease cannot write when it resumes.
+  ``federation_fence(lease, holder)`` (migrations 0002, 0003), which holds the lease row
+  ``FOR KEY SHARE`` and raises unless the holder holds it now. A takeover locks that row
+  ``FOR UPDATE`` before it updates it, so it waits for the old leader's write transactions in
+  flight; each of them either commits before the takeover or fails with :class:`Fenced`. A renewal
+  or a release updates no key, so it does not wait for them (with ``FOR SHARE`` it did, and a
+  leader whose writes were held open lost its lease). A leader paused (SIGSTOP) past its lease
+  cannot write when it resumes.
 * A database that cannot be reached is :class:`~federation.apimachinery.errors.Unavailable`.
 * :class:`LeaseRenewer` renews a held lease from a thread of its own, over a connection of its own,
   so a renewal never waits for a busy event loop: with 100 clusters (1,500 threads, collections of
@@ -58,6 +61,8 @@ _ACQUIRE = text(
     SELECT holder FROM inserted UNION ALL SELECT holder FROM taken
     """
 )
+_LOCK = text("SELECT 1 FROM leases WHERE name = :name FOR UPDATE")
+"""A takeover's first step: waits for every fenced write transaction in flight (FOR KEY SHARE)."""
 _RENEW = text(
     """
     UPDATE leases SET renew_time = clock_timestamp(), duration_seconds = :duration
@@ -106,25 +111,29 @@ class LeaseStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def _run(self, statement: object, params: dict[str, object]) -> list[tuple[object, ...]]:
+    async def _run(self, *statements: object, params: dict[str, object]) -> list[tuple[object, ...]]:
+        """The statements in one transaction; the rows of the last."""
+        rows: list[tuple[object, ...]] = []
         try:
             async with self._engine.begin() as conn:
-                result = await conn.execute(statement, params)  # type: ignore[call-overload]
-                return [tuple(row) for row in result.fetchall()] if result.returns_rows else []
+                for statement in statements:
+                    result = await conn.execute(statement, params)  # type: ignore[call-overload]
+                    rows = [tuple(row) for row in result.fetchall()] if result.returns_rows else []
+                return rows
         except (DBAPIError, OSError) as err:
             raise unavailable("the database cannot be reached") from err
 
     async def acquire(self, name: str, holder: str, *, duration: int) -> bool:
-        rows = await self._run(_ACQUIRE, {"name": name, "holder": holder, "duration": duration})
+        rows = await self._run(_LOCK, _ACQUIRE, params={"name": name, "holder": holder, "duration": duration})
         return bool(rows)
 
     async def renew(self, name: str, holder: str, *, duration: int) -> bool:
-        rows = await self._run(_RENEW, {"name": name, "holder": holder, "duration": duration})
+        rows = await self._run(_RENEW, params={"name": name, "holder": holder, "duration": duration})
         return bool(rows)
 
     async def release(self, name: str, holder: str) -> None:
         """Give the lease up at once (a standby need not wait for it to expire)."""
-        await self._run(_RELEASE, {"name": name, "holder": holder})
+        await self._run(_RELEASE, params={"name": name, "holder": holder})
 
     def renewer(
         self,
@@ -148,7 +157,7 @@ class LeaseStore:
         )
 
     async def read(self, name: str) -> LeaseState | None:
-        rows = await self._run(_READ, {"name": name})
+        rows = await self._run(_READ, params={"name": name})
         if not rows:
             return None
         holder, remaining = rows[0]

@@ -38,7 +38,7 @@ BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
 FENCE = "SELECT federation_fence(%(lease)s, %(holder)s)"
-"""A fenced writer's check that its holder still holds the lease (migration 0002)."""
+"""A fenced writer's check that its holder still holds the lease (migrations 0002, 0003)."""
 LISTEN = f"LISTEN {CHANNEL}"
 
 CREATE = f"""

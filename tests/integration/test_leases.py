@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 
 from federation.apimachinery import NAMESPACES, SECRETS
 from federation.store import Fence, Fenced, LeaseStore, PostgresStorage, make_engine
@@ -59,3 +60,26 @@ async def test_a_holder_that_lost_the_lease_cannot_write(postgres, engine: objec
     assert [s["metadata"]["name"] for s in page.items] == ["on-time"]
     await old.close()  # a view: the storage it came from goes on
     assert (await storage.get(NAMESPACES, "", "fenced-b"))["metadata"]["name"] == "fenced-b"
+
+
+async def test_a_renewal_does_not_wait_for_the_holders_writes_but_a_takeover_does(engine: object) -> None:
+    """A fenced write transaction holds the lease row (FOR KEY SHARE): the holder's renewal goes
+    through beside it (with FOR SHARE it waited, and a leader whose writes were held open lost its
+    lease), while a takeover still waits for it to end, so the old holder's write commits first."""
+    leases = LeaseStore(engine)  # type: ignore[arg-type]
+    name = f"{LEASE}-c"
+    assert await leases.acquire(name, "one", duration=2)
+    async with engine.connect() as writer:  # type: ignore[attr-defined]
+        await writer.execute(
+            text("SELECT federation_fence(:lease, :holder)"), {"lease": name, "holder": "one"}
+        )
+        assert await asyncio.wait_for(leases.renew(name, "one", duration=2), 1.5)
+        await asyncio.sleep(2.1)  # the lease lapses while the write is still open
+        takeover = asyncio.create_task(leases.acquire(name, "two", duration=5))
+        await asyncio.sleep(0.5)
+        assert not takeover.done(), "a takeover must wait for the old holder's writes in flight"
+        await writer.commit()
+    assert await asyncio.wait_for(takeover, 5)
+    state = await leases.read(name)
+    assert state is not None
+    assert state.holder == "two"
