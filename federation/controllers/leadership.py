@@ -39,7 +39,7 @@ from typing import Any, Final
 from federation import metrics
 from federation.apimachinery import ApiError, EventRecorder, Obj
 from federation.apis import SYSTEM_NAMESPACE
-from federation.store import Fence, LeaseStore, PostgresStorage
+from federation.store import Fence, LeaseRenewer, LeaseStore, PostgresStorage
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,8 @@ class Leadership:
             why.append(reason)
             loop.call_soon_threadsafe(lost.set)
 
-        renewer = self.leases.renewer(
+        renewer = LeaseRenewer(
+            self.leases.url,
             self.name,
             self.holder,
             duration=self.duration,

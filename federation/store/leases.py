@@ -135,26 +135,10 @@ class LeaseStore:
         """Give the lease up at once (a standby need not wait for it to expire)."""
         await self._run(_RELEASE, params={"name": name, "holder": holder})
 
-    def renewer(
-        self,
-        name: str,
-        holder: str,
-        *,
-        duration: int,
-        valid_until: float,
-        on_renewed: Callable[[float], None],
-        on_lost: Callable[[str], None],
-    ) -> LeaseRenewer:
-        """A :class:`LeaseRenewer` of this store's database for a lease ``holder`` holds now."""
-        return LeaseRenewer(
-            self._engine.url,
-            name,
-            holder,
-            duration=duration,
-            valid_until=valid_until,
-            on_renewed=on_renewed,
-            on_lost=on_lost,
-        )
+    @property
+    def url(self) -> URL:
+        """The database's URL, for a :class:`LeaseRenewer` (never logged: it may hold a password)."""
+        return self._engine.url
 
     async def read(self, name: str) -> LeaseState | None:
         rows = await self._run(_READ, params={"name": name})
