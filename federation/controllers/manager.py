@@ -57,7 +57,14 @@ from federation.apimachinery import (
     now_rfc3339,
     parse_rfc3339,
 )
-from federation.apis import CLUSTERS, FEDERATION_KINDS, FEDERATION_SCHEMAS, PLACEMENTS, SYSTEM_NAMESPACE
+from federation.apis import (
+    CLUSTERS,
+    FEDERATION_KINDS,
+    FEDERATION_SCHEMAS,
+    PLACEMENTS,
+    PROPAGATION_FINALIZER,
+    SYSTEM_NAMESPACE,
+)
 from federation.controllers.fleet import PODS, Fleet, is_cordoned, is_ready
 from federation.controllers.health import HealthController
 from federation.controllers.placing import KINDS, FedKey, Placer, key_of
@@ -201,7 +208,7 @@ class ControllerManager:
         self.informers[SECRETS.plural].add_handlers(
             Handlers(
                 on_add=self._secret_changed,
-                on_update=lambda _, new: self._secret_changed(new),
+                on_update=lambda old, new: self._secret_changed(new, old),
                 on_delete=self._secret_deleted,
             )
         )
@@ -257,12 +264,16 @@ class ControllerManager:
         def changed(obj: Obj) -> None:
             self.placing_queue.add(key_of(rt, obj))
 
-        return Handlers(on_add=changed, on_update=lambda _, new: changed(new), on_delete=changed)
+        def updated(old: Obj, new: Obj) -> None:
+            if placement_may_change(old, new):
+                changed(new)
 
-    def _secret_changed(self, secret: Obj) -> None:
+        return Handlers(on_add=changed, on_update=updated, on_delete=changed)
+
+    def _secret_changed(self, secret: Obj, old: Obj | None = None) -> None:
         if meta(secret).get("namespace") == SYSTEM_NAMESPACE:
             self.fleet.secret_changed(secret)
-        else:
+        elif old is None or placement_may_change(old, secret):
             self.placing_queue.add(key_of(SECRETS, secret))
 
     def _secret_deleted(self, secret: Obj) -> None:
@@ -420,6 +431,30 @@ class ControllerManager:
                 with contextlib.suppress(NotFound):
                     m = meta(event)
                     await self.storage.delete(EVENTS, str(m.get("namespace", "")), str(m.get("name", "")))
+
+
+def placement_may_change(old: Obj, new: Obj) -> bool:
+    """Whether an update of a federated object may change what the placer does with it. Not when
+    only its version, its status (the status controller's own writes) or the placer's finalizer
+    (its own write) changed outside a deletion: each of those cost a plan for nothing, two or
+    three per object. A resync (``old is new``), a deletion, and an object without the finalizer
+    always may."""
+    m = new.get("metadata") or {}
+    if old is new or m.get("deletionTimestamp") or PROPAGATION_FINALIZER not in (m.get("finalizers") or []):
+        return True
+    return _placement_view(old) != _placement_view(new)
+
+
+_UNPLANNED_META: Final = frozenset({"resourceVersion", "managedFields", "finalizers"})
+
+
+def _placement_view(obj: Obj) -> tuple[dict[str, object], dict[str, object], list[str]]:
+    m = obj.get("metadata") or {}
+    return (
+        {k: v for k, v in obj.items() if k not in ("metadata", "status")},
+        {k: v for k, v in m.items() if k not in _UNPLANNED_META},
+        [f for f in m.get("finalizers") or [] if f != PROPAGATION_FINALIZER],
+    )
 
 
 def _ours(event: Obj) -> bool:

@@ -29,6 +29,7 @@ What the division alone would not guarantee, it adds:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -219,9 +220,13 @@ class Placer:
             for service in self.informers[SERVICES.plural].list(namespace):
                 if (meta(service).get("annotations") or {}).get(FOLLOW_WORKLOADS_ANNOTATION) == "true":
                     self.replan((SERVICES.plural, namespace, str(meta(service).get("name", ""))))
-        await self._write_placement(key, rt, obj, decided, desired)
+        # The record and the Event at once: one commit of the storage's group, not two in turn.
+        writes = [self._write_placement(key, rt, obj, decided, desired)]
         if previous != desired:
-            await self._announce(key, obj, previous, desired, decided.excluded)
+            writes.append(self._announce(key, obj, previous, desired, decided.excluded))
+        for outcome in await asyncio.gather(*writes, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
         self.on_planned(key)
         return Result(requeue_after=requeue)
 
