@@ -7,12 +7,14 @@ Clients are configured only through ``kubernetes.config`` and ``Configuration`` 
 from __future__ import annotations
 
 import base64
+import http.client
 import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 from kubernetes import client, config
@@ -42,6 +44,34 @@ def ca_context(kubeconfig: Path, context: str) -> ssl.SSLContext:
     cluster = next(c for c in doc["contexts"] if c["name"] == context)["context"]["cluster"]
     data = next(c for c in doc["clusters"] if c["name"] == cluster)["cluster"]["certificate-authority-data"]
     return ssl.create_default_context(cadata=base64.b64decode(data).decode())
+
+
+def kept_after_idle(url: str, context: ssl.SSLContext | None, authorization: str, *, idle: float) -> bool:
+    """Whether a server answers a second ``GET /version`` on the same connection after ``idle`` seconds.
+
+    ``http.client`` reconnects only when it closed the socket itself, so a connection the server
+    closed while idle shows as a lost response (what pooled clients then meet), not a silent redial.
+    """
+    parts = urlsplit(url)
+    connection = (
+        http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context, timeout=10)
+        if parts.scheme == "https"
+        else http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    )
+    try:
+        for attempt in range(2):
+            if attempt:
+                time.sleep(idle)
+            try:
+                connection.request("GET", "/version", headers={"Authorization": authorization})
+                response = connection.getresponse()
+                response.read()
+            except (http.client.RemoteDisconnected, ConnectionError):
+                return False
+            assert response.status == 200, response.status
+        return True
+    finally:
+        connection.close()
 
 
 def wait_until(check: Callable[[], T], *, within: float = 10.0, interval: float = 0.05, what: str = "") -> T:

@@ -38,6 +38,7 @@ import uvicorn
 from federation.api.app import create_app
 from federation.api.workers import Supervisor
 from federation.apimachinery import (
+    IDLE_TIMEOUT,
     Kubeconfig,
     KubeContext,
     bind_tcp,
@@ -289,6 +290,7 @@ async def serve(worker: Worker) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=IDLE_TIMEOUT,
     )
     if worker.listener.tls_files is not None:
         config.ssl_certfile, config.ssl_keyfile = worker.listener.tls_files

@@ -107,7 +107,7 @@ if TYPE_CHECKING:
         service_ports_cell,
         service_selector_cell,
     )
-    from federation.apimachinery.sockets import bind_tcp
+    from federation.apimachinery.sockets import IDLE_TIMEOUT, bind_tcp
     from federation.apimachinery.storage import EventType, ListPage, ObjectFilter, Storage, WatchEvent
     from federation.apimachinery.tables import AGE
     from federation.apimachinery.watchcache import Change, WatchCache
@@ -174,7 +174,7 @@ _WHERE = {
         "service_selector_cell",
     ),
     "server": ("build_app",),
-    "sockets": ("bind_tcp",),
+    "sockets": ("IDLE_TIMEOUT", "bind_tcp"),
     "collecting": ("YOUNG_THRESHOLD", "collect_and_freeze", "pace_collector", "paced_collector"),
     "storage": ("EventType", "ListPage", "ObjectFilter", "Storage", "WatchEvent"),
     "tables": ("AGE",),
@@ -186,6 +186,7 @@ __all__ = [
     "AGE",
     "CORE_KINDS",
     "EVENTS",
+    "IDLE_TIMEOUT",
     "KUBERNETES_RULES_ONLY",
     "NAMESPACES",
     "REPLICASETS",

@@ -12,11 +12,21 @@ an outage is simulated. Both need the same socket, made by :func:`bind_tcp`:
 * IPv6 when the address has a colon; the socket is closed if binding fails.
 
 It does not listen: the caller chooses when, and with which backlog.
+
+Both also keep an idle keep-alive connection as long as a Kubernetes API server does
+(:data:`IDLE_TIMEOUT`), not uvicorn's 5 s: clients pool connections for 90 s (Go's transport,
+kubectl), and a server that closes one after 5 s races the client that takes it up again: its next
+request is lost with "Remote end closed connection without response".
 """
 
 from __future__ import annotations
 
 import socket
+from typing import Final
+
+IDLE_TIMEOUT: Final = 90
+"""Seconds an idle keep-alive connection stays open: kube-apiserver's ``IdleTimeout`` (90 s, which
+matches Go's ``http.DefaultTransport``)."""
 
 
 def bind_tcp(address: str, port: int) -> socket.socket:

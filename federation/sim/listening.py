@@ -29,7 +29,7 @@ from uvicorn import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from federation.apimachinery import bind_tcp
+from federation.apimachinery import IDLE_TIMEOUT, bind_tcp
 
 HOST = "127.0.0.1"
 BACKLOG = 512
@@ -54,6 +54,7 @@ def server_config(app: Any, *, lifespan: Literal["on", "off"] = "off") -> Config
         proxy_headers=False,
         log_config=None,
         server_header=False,
+        timeout_keep_alive=IDLE_TIMEOUT,
     )
     config.load()
     return config

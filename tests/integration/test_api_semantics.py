@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from federation.apimachinery.kinds import CORE_KINDS, REPLICASETS, SECRETS
 from federation.apimachinery.memory import MemoryStorage
 from federation.apimachinery.resources import Obj, ResourceType
 from tests.servers import FEDCTL, RunningFederation, start_federation
+from tests.sim_support import kept_after_idle
 
 NS = "review"
 SYSTEM = "federation-system"
@@ -90,6 +92,14 @@ def _secret(name: str, value: str = CREDENTIAL, **extra: Any) -> Obj:
 
 
 # -------------------------------------------------------------- authorization: federation-system
+
+
+def test_an_idle_connection_is_kept_as_kubernetes_keeps_it(federation: RunningFederation) -> None:
+    """kubectl and client-go pool connections for 90 s, as kube-apiserver keeps them; uvicorn's
+    default closed them after 5 s, so a client's next request could meet a closing connection."""
+    context = ssl.create_default_context(cafile=str(federation.ca_file))
+    kept = kept_after_idle(federation.url, context, f"Bearer {federation.admin_token}", idle=6)
+    assert kept, "the server closed an idle connection within 6 s"
 
 
 def test_admin_only_namespace_is_really_admin_only_for_named_paths(

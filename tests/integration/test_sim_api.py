@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from federation.sim import ClusterSpec, Simulator, address_of
-from tests.sim_support import api_client, wait_until
+from tests.sim_support import api_client, ca_context, kept_after_idle, wait_until
 
 CLUSTER = "us-central1"
 
@@ -100,6 +100,17 @@ def test_discovery_and_the_system_objects(api: client.ApiClient) -> None:
         f"{CLUSTER}-b",
     }
     assert all(n.status.allocatable["pods"] == "3" for n in nodes)
+
+
+def test_an_idle_connection_is_kept_as_a_kubernetes_api_server_keeps_it(
+    sim: Simulator, api: client.ApiClient
+) -> None:
+    """Clients pool connections for 90 s (Go's transport, kubectl); the simulator closed them after
+    uvicorn's 5 s, racing the next request that took one up ("Remote end closed connection without
+    response" in a benchmark's direct writes)."""
+    authorization = api.configuration.get_api_key_with_prefix("BearerToken")
+    kept = kept_after_idle(api.configuration.host, ca_context(sim.kubeconfig, CLUSTER), authorization, idle=6)
+    assert kept, "the server closed an idle connection within 6 s"
 
 
 def test_every_cluster_has_its_own_context_and_token(sim: Simulator) -> None:
