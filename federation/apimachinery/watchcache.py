@@ -21,6 +21,9 @@ from federation.apimachinery.objects import copy_json, meta
 from federation.apimachinery.resources import Obj, ResourceType
 from federation.apimachinery.storage import EventType, ObjectFilter, WatchEvent
 
+DRAIN_BATCH = 100
+"""A watcher takes at most this many queued changes in a row before it lets the event loop run."""
+
 ResourceKey = tuple[str, str]
 """(group, plural): which resource a change belongs to."""
 
@@ -163,17 +166,26 @@ class WatchCache:
                 event = _event(change, match)
                 if event is not None:
                     yield event
+            in_a_row = 0
             while not self._closed:
-                if pending is None:
-                    pending = asyncio.ensure_future(sub.queue.get())
-                await asyncio.wait({pending}, timeout=progress)
-                if not pending.done():
-                    # Nothing queued for this watcher: it has had every change up to the newest.
-                    if self._newest > announced:
-                        announced = self._newest
-                        yield WatchEvent("BOOKMARK", {}, announced)
-                    continue
-                item, pending = pending.result(), None
+                if pending is None and not sub.queue.empty() and in_a_row < DRAIN_BATCH:
+                    # Queued changes are handed out without a task and a pass of the event loop
+                    # each: on a busy loop, a pass is milliseconds, and a watcher that waited
+                    # for one per change fell seconds behind (1,000 Secrets: 15 s at the median).
+                    # Every DRAIN_BATCH changes it waits once, so others get the loop too.
+                    item = sub.queue.get_nowait()
+                    in_a_row += 1
+                else:
+                    if pending is None:
+                        pending = asyncio.ensure_future(sub.queue.get())
+                    await asyncio.wait({pending}, timeout=progress)
+                    if not pending.done():
+                        # Nothing queued for this watcher: it has had every change up to the newest.
+                        if self._newest > announced:
+                            announced = self._newest
+                            yield WatchEvent("BOOKMARK", {}, announced)
+                        continue
+                    item, pending, in_a_row = pending.result(), None, 0
                 if item is None:
                     return
                 if item.resource_version <= start:

@@ -7,7 +7,9 @@ each member selected by the ``federation.io/managed-by`` label. A :class:`Member
 * ``list()`` lists every namespace through the :class:`~federation.members.Member` (its threads);
 * ``watch(since=)`` runs the blocking :meth:`MemberClient.watch` in a thread of its own (a watch
   holds its thread for minutes; it must not take one of the member's call threads) and hands each
-  event to the event loop through an ``asyncio.Queue`` (``call_soon_threadsafe``);
+  event to the event loop through an ``asyncio.Queue``: events that arrive while the loop has not
+  yet taken the last ones go with them, in one ``call_soon_threadsafe`` (on a busy loop, one call
+  and one wake-up per event cost the loop more than the event itself);
 * a translated error of the watch (``Gone``, ``MemberUnreachable`` ...) is raised from the async
   iterator, so the informer relists (at once for Gone, after a backoff otherwise); an unexpected
   exception is logged once with its traceback and raised as an ``InternalError``;
@@ -82,9 +84,23 @@ class MemberSource:
             timeout_seconds=self.timeout_seconds,
         )
 
+        batch: list[_Item] = []  # handed over, not yet on the loop
+        lock = threading.Lock()
+
+        def deliver() -> None:  # on the loop
+            with lock:
+                items = batch.copy()
+                batch.clear()
+            for item in items:
+                queue.put_nowait(item)
+
         def hand_over(item: _Item) -> None:
+            with lock:
+                batch.append(item)
+                if len(batch) > 1:  # a delivery is already on its way: it takes this one too
+                    return
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+                loop.call_soon_threadsafe(deliver)
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 stream.stop()
 
