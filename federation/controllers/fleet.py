@@ -284,6 +284,7 @@ class Fleet:
                 Handlers(
                     on_add=lambda e, c=seat.name: warned(c, e),  # type: ignore[misc]
                     on_update=lambda _, e, c=seat.name: warned(c, e),  # type: ignore[misc]
+                    read_only=True,
                 )
             )
             seat.informers[WARNINGS] = events
@@ -300,6 +301,7 @@ class Fleet:
             on_add=changed,
             on_update=lambda old, new: changed(new),
             on_delete=changed,
+            read_only=True,
         )
 
     async def close(self) -> None:

@@ -210,11 +210,15 @@ class ControllerManager:
                 on_add=self._secret_changed,
                 on_update=lambda old, new: self._secret_changed(new, old),
                 on_delete=self._secret_deleted,
+                read_only=True,
             )
         )
         self.clusters.add_handlers(
             Handlers(
-                on_add=self._cluster_added, on_update=self._cluster_updated, on_delete=self._cluster_deleted
+                on_add=self._cluster_added,
+                on_update=self._cluster_updated,
+                on_delete=self._cluster_deleted,
+                read_only=True,
             )
         )
         for plural in (NAMESPACES.plural, SERVICES.plural, REPLICASETS.plural):
@@ -268,7 +272,7 @@ class ControllerManager:
             if placement_may_change(old, new):
                 changed(new)
 
-        return Handlers(on_add=changed, on_update=updated, on_delete=changed)
+        return Handlers(on_add=changed, on_update=updated, on_delete=changed, read_only=True)
 
     def _secret_changed(self, secret: Obj, old: Obj | None = None) -> None:
         if meta(secret).get("namespace") == SYSTEM_NAMESPACE:

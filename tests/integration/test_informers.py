@@ -245,6 +245,31 @@ async def test_changing_what_it_hands_out_does_not_change_the_cache(
         assert len(handed) >= 3
 
 
+async def test_a_read_only_handler_is_handed_the_cached_objects_themselves(
+    make_storage: MakeStorage, ns: str
+) -> None:
+    """The controllers' handlers only read: they are spared a copy per object per event, and
+    a handler that copies by default is still handed its own."""
+    storage = await make_storage()
+    informer = Informer(StorageSource(storage, REPLICASETS, namespace=ns))
+    shared: list[Obj] = []
+    own: list[Obj] = []
+    informer.add_handlers(
+        Handlers(on_add=shared.append, on_update=lambda _, new: shared.append(new), read_only=True)
+    )
+    informer.add_handlers(Handlers(on_add=own.append, on_update=lambda _, new: own.append(new)))
+    async with Running(informer):
+        created = await storage.create(REPLICASETS, replicaset(ns, "web"))
+        created["spec"]["replicas"] = 3
+        await storage.update(REPLICASETS, created)
+        await until(lambda: caught_up(storage, informer, ns))
+        assert len(shared) == len(own) == 2
+        assert shared[-1] is informer.peek(ns, "web")
+        assert own[-1] == shared[-1]
+        assert own[-1] is not shared[-1]
+        assert shared[0]["spec"]["replicas"] != 3  # the object an update replaced is left as it was
+
+
 async def test_handlers_hear_add_update_delete_and_resync(make_storage: MakeStorage, ns: str) -> None:
     storage = await make_storage()
     informer = Informer(StorageSource(storage, REPLICASETS, namespace=ns), resync_period=0.2)
