@@ -158,7 +158,7 @@ class Propagator:
         rt = KINDS[plural]
         if not seat.synced(rt):
             raise TemporaryError(f"{cluster}: {rt.plural} not listed yet", delay=RETRY_UNSYNCED)
-        federated = self.informers[plural].get(namespace, name)
+        federated = self.informers[plural].peek(namespace, name)  # read only
         plan = self.placer.plans.get(key)
         pair = (cluster, key)
         behind = self._behind(seat, rt, pair)

@@ -66,7 +66,7 @@ class StatusController:
     async def reconcile(self, key: FedKey) -> Result:
         plural, namespace, name = key
         rt = KINDS[plural]
-        federated = self.informers[plural].get(namespace, name)
+        federated = self.informers[plural].peek(namespace, name)  # read only
         plan = self.placer.plans.get(key)
         if federated is None or plan is None:
             if federated is None:
