@@ -19,30 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import shutil
-import signal
-import socket
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
-from federation.apimachinery import ApiError, bind_tcp, paced_collector
-from federation.controllers.leadership import Leadership
-from federation.controllers.manager import ControllerManager
+from federation.apimachinery import bind_tcp
 from federation.settings import (
     ControllerSettings,
     DatabaseSettings,
@@ -50,7 +34,9 @@ from federation.settings import (
     TrafficSettings,
     describe_error,
 )
-from federation.store import LeaseStore, PostgresStorage, Sealer, SealingError, make_engine, migrate
+
+if TYPE_CHECKING:
+    from federation.store import Sealer
 
 log = logging.getLogger("federation.controller")
 
@@ -96,107 +82,13 @@ def read_setup() -> Setup:
             "(the API servers' key: cluster credentials are sealed with it)"
         )
     variable = "FEDERATION_ENCRYPTION_KEY" if security.encryption_key else "FEDERATION_ENCRYPTION_KEY_FILE"
+    from federation.store import Sealer, SealingError  # after the cheap checks: it imports the store
+
     try:
         sealer = Sealer.from_key_material(material)
     except (SealingError, ValueError):
         _refuse(f"{variable}: not a valid key (one base64 key, or '<key id>:<base64 key>' lines)")
     return Setup(db.database_url.get_secret_value(), sealer, controllers, db.watch_window, traffic)
-
-
-def check_schema(url: str) -> None:
-    """Refuse a database that cannot be reached or whose schema is not at the newest revision."""
-    try:
-        current = migrate.current(url)
-    except SQLAlchemyError as err:
-        # The driver's message may quote the URL's password: name the kind of failure only.
-        _refuse(f"cannot reach the database at FEDERATION_DATABASE_URL ({type(err).__name__})", RUN_ERROR)
-    if current != migrate.head():
-        _refuse("the database schema is not current; run `fedctl db upgrade` first", RUN_ERROR)
-
-
-def probes_app(storage: PostgresStorage) -> Starlette:
-    """/metrics, /healthz and /readyz of the controller process. Ready while the database answers:
-    a standby is ready too (it takes over when the leader goes); ``federation_controller_leader``
-    says which process leads."""
-
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-    async def healthz(_: Request) -> Response:
-        return PlainTextResponse("ok")
-
-    async def readyz(_: Request) -> Response:
-        try:
-            await asyncio.wait_for(storage.current_version(), 2.0)
-        except (ApiError, TimeoutError):
-            return PlainTextResponse("the database does not answer", status_code=503)
-        return PlainTextResponse("ok")
-
-    return Starlette(
-        routes=[
-            Route("/metrics", metrics),
-            Route("/healthz", healthz),
-            Route("/livez", healthz),
-            Route("/readyz", readyz),
-        ]
-    )
-
-
-class ProbeServer(uvicorn.Server):
-    """uvicorn for the probes, leaving signals to :func:`run` (which stops everything in order)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def run(setup: Setup, sock: socket.socket) -> None:
-    """Run the controllers, and the probe server on ``sock``, until SIGTERM/SIGINT; then stop both."""
-    settings = setup.controllers
-    engine = make_engine(setup.url, pool_size=8)
-    window = setup.watch_window
-    storage = PostgresStorage(engine, setup.sealer, window=window, retention=max(100_000, window))
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    # The traffic provider's files (Caddy's configuration), private to this process.
-    work_dir = tempfile.mkdtemp(prefix="federation-traffic-")
-    try:
-        await storage.start()
-        leadership = Leadership(LeaseStore(engine), storage, duration=settings.lease_duration)
-
-        async def lead(fenced: PostgresStorage, holds: Callable[[], bool]) -> None:
-            manager = ControllerManager(
-                fenced, settings=settings, traffic=setup.traffic, work_dir=Path(work_dir), may_write=holds
-            )
-            await manager.run()
-
-        config = uvicorn.Config(probes_app(storage), log_level="warning", access_log=False, lifespan="off")
-        probes = ProbeServer(config)
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"{PROG}: metrics, healthz, readyz on http://{shown}:{port}", flush=True)
-        serving = loop.create_task(probes.serve(sockets=[sock]), name="probe server")
-        running = loop.create_task(leadership.run(lead), name="leader election and controllers")
-        stop = loop.create_task(stopping.wait(), name="stop signal")
-        async with paced_collector():  # the process is ours: see federation.apimachinery.collecting
-            done, _ = await asyncio.wait({running, serving, stop}, return_when=asyncio.FIRST_COMPLETED)
-        log.info("stopping the controllers")
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        probes.should_exit = True
-        await serving
-        stop.cancel()
-        for task in done - {stop}:
-            task.result()  # a controller manager or probe server that ended on its own: its error
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await storage.close()
-        await engine.dispose()
-        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -221,7 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its "Context impl" lines say nothing here
     setup = read_setup()
-    check_schema(setup.url)
+    # Imported only now: the controllers, the store and the servers take seconds to import, and
+    # --help and a refused setting need none of them.
+    from federation.controllers.serving import run, schema_problem
+
+    problem = schema_problem(setup.url)
+    if problem is not None:
+        _refuse(problem, RUN_ERROR)
     settings = setup.controllers
     try:
         sock = bind_tcp(settings.controller_metrics_address, settings.controller_metrics_port)
