@@ -289,7 +289,10 @@ class Informer:
 
     def _call(self, h: Handlers, fn: Callable[..., None], *objs: Obj) -> None:
         try:
-            fn(*objs) if h.read_only else fn(*(copy_json(o) for o in objs))
+            if h.read_only:
+                fn(*objs)
+            else:
+                fn(*(copy_json(o) for o in objs))
         except Exception:
             log.exception("%s: a handler failed", self.name)
 
